@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "sse-keepalive",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sse-keepalive", targets: ["sse-keepalive"]),
+        .library(name: "SSEKeepalive", targets: ["SSEKeepalive"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+    ],
+    targets: [
+        // libevent, imported through pkg-config; the only C dependency.
+        .systemLibrary(
+            name: "CLibevent",
+            pkgConfig: "libevent_core",
+            providers: [.apt(["libevent-dev"])]
+        ),
+        // All logic. Only Runtime/ imports CLibevent.
+        .target(
+            name: "SSEKeepalive",
+            dependencies: [
+                "CLibevent",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "sse-keepalive",
+            dependencies: [
+                "SSEKeepalive",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "SSEKeepaliveTests",
+            dependencies: ["SSEKeepalive"]
+        ),
+    ]
+)

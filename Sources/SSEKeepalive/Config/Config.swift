@@ -1,0 +1,122 @@
+/// The effective configuration: every key of SPEC section 3, with defaults
+/// applied. Built by `ConfigLoader`; rendered back by `Config.rendered()`.
+
+/// A span of time from the config (`500ms`, `15s`, `2m`, `1h`).
+public struct TimeSpan: Equatable, Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var milliseconds: Int
+
+    public init(milliseconds: Int) { self.milliseconds = milliseconds }
+    public static func seconds(_ s: Int) -> TimeSpan { TimeSpan(milliseconds: s * 1000) }
+    public static func < (a: TimeSpan, b: TimeSpan) -> Bool { a.milliseconds < b.milliseconds }
+
+    /// Shortest exact spelling: `1h`, `2m`, `15s`, `500ms`.
+    public var description: String {
+        let ms = milliseconds
+        if ms != 0 && ms % 3_600_000 == 0 { return "\(ms / 3_600_000)h" }
+        if ms != 0 && ms % 60_000 == 0 { return "\(ms / 60_000)m" }
+        if ms % 1000 == 0 { return "\(ms / 1000)s" }
+        return "\(ms)ms"
+    }
+}
+
+/// Where to listen or connect: `host:port`, `[v6]:port`, or `unix:/path`.
+public enum SocketAddressSpec: Equatable, Hashable, Sendable, CustomStringConvertible {
+    case inet(host: String, port: UInt16)
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .inet(let host, let port):
+            return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path):
+            return "unix:\(path)"
+        }
+    }
+}
+
+public enum LogLevelName: String, CaseIterable, Sendable {
+    case trace, debug, info, notice, warning, error, critical
+}
+
+public enum LogFormat: String, CaseIterable, Sendable {
+    case text, json
+}
+
+public struct HeartbeatSettings: Equatable, Sendable {
+    /// nil means `off`.
+    public var interval: TimeSpan?
+    public var comment: String
+    public var blankLine: Bool
+
+    public init(interval: TimeSpan? = .seconds(15), comment: String = "heartbeat", blankLine: Bool = true) {
+        self.interval = interval
+        self.comment = comment
+        self.blankLine = blankLine
+    }
+}
+
+public struct TokenSettings: Equatable, Sendable {
+    public var query: String
+    public var header: String
+    /// Empty means the bare value is sent.
+    public var scheme: String
+
+    public init(query: String = "token", header: String = "Authorization", scheme: String = "Bearer") {
+        self.query = query
+        self.header = header
+        self.scheme = scheme
+    }
+}
+
+public struct RouteConfig: Equatable, Sendable {
+    /// Path prefix, matched segment-aware; also the route's name in logs and metrics.
+    public var path: String
+    /// nil: the top-level upstream.
+    public var upstream: SocketAddressSpec?
+    /// Fully resolved (top-level values inherited).
+    public var heartbeat: HeartbeatSettings
+    public var token: TokenSettings?
+
+    public init(path: String, upstream: SocketAddressSpec? = nil, heartbeat: HeartbeatSettings, token: TokenSettings? = nil) {
+        self.path = path
+        self.upstream = upstream
+        self.heartbeat = heartbeat
+        self.token = token
+    }
+}
+
+public enum WorkerCount: Equatable, Sendable {
+    case auto
+    case count(Int)
+}
+
+public struct Config: Equatable, Sendable {
+    public var listen: [SocketAddressSpec] = [.inet(host: "127.0.0.1", port: 8080)]
+    public var upstream: SocketAddressSpec = .inet(host: "127.0.0.1", port: 3000)
+    public var workers: WorkerCount = .auto
+    public var heartbeat = HeartbeatSettings()
+
+    public var logLevel: LogLevelName = .info
+    public var logFormat: LogFormat = .text
+    public var accessLog = true
+
+    public var connectTimeout: TimeSpan = .seconds(5)
+    public var responseTimeout: TimeSpan = .seconds(60)
+    public var clientHeaderTimeout: TimeSpan = .seconds(10)
+    public var keepaliveTimeout: TimeSpan = .seconds(75)
+
+    public var maxConnections = 100_000
+    public var maxHeaderBytes = 16 * 1024
+    public var streamBuffer = 256 * 1024
+
+    public var shutdownGrace: TimeSpan = .seconds(10)
+    /// nil: no admin listener.
+    public var adminListen: SocketAddressSpec? = .inet(host: "127.0.0.1", port: 9090)
+
+    public var routes: [RouteConfig] = []
+
+    /// The file it was loaded from, or nil for built-in defaults.
+    public var sourceFile: String?
+
+    public init() {}
+}

@@ -1,0 +1,2 @@
+import SSEKeepalive
+print("sse-keepalive")
