@@ -1,0 +1,604 @@
+import CLibevent
+import Logging
+
+/// One client connection: its bufferevent, at most one upstream bufferevent,
+/// one timer. It feeds bytes to the pure parsers and plans and carries out
+/// what they decide; it decides nothing about HTTP or SSE itself.
+final class Connection {
+    private unowned let worker: Worker
+    let id: UInt64
+    let peer: String
+    private let client: OpaquePointer
+    private var upstream: OpaquePointer?
+    private let timer: OpaquePointer
+
+    private enum Phase {
+        /// Waiting for (the rest of) a request head.
+        case awaitingRequest
+        /// A request was parsed; its response is not complete yet.
+        case exchanging
+        /// Flushing the last bytes to the client, then closing.
+        case closing
+        case closed
+    }
+
+    private enum TimerRole {
+        case none, clientHeader, keepAlive, connect, response, heartbeat, flush
+    }
+
+    private var phase = Phase.awaitingRequest
+    private var timerRole = TimerRole.none
+    /// Settings of the config in force when the current request started.
+    private var settings: ProxySettings
+    private var exchange: Exchange?
+
+    /// State of the request/response in flight.
+    private struct Exchange {
+        let route: ProxySettings.Route
+        let request: RequestHead
+        let requestPlan: RequestPlan
+        var requestBody: BodyDecoder
+        var requestComplete = false
+        var upstreamConnected = false
+        var response: ResponsePlan?
+        var responseBody = BodyDecoder(.none)
+        var cursor = SSECursor()
+        /// A heartbeat went out before the first payload byte: a leading BOM must go (SPEC 1.3).
+        var checkLeadingBOM = false
+        var heldBOMBytes: [UInt8] = []
+        var sentPayload = false
+    }
+
+    private var clientInput: EvBuffer { EvBuffer(bufferevent_get_input(client)) }
+    private var clientOutput: EvBuffer { EvBuffer(bufferevent_get_output(client)) }
+
+    private var config: Config { settings.config }
+    private var logger: Logger { worker.logger }
+
+    init?(worker: Worker, fd: Int32, id: UInt64, peer: String) {
+        let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)
+        guard let client = bufferevent_socket_new(worker.base, fd, options) else { return nil }
+        self.worker = worker
+        self.id = id
+        self.peer = peer
+        self.client = client
+        guard let timer = event_new(worker.base, -1, 0, timerCallback, nil) else {
+            bufferevent_free(client)
+            return nil
+        }
+        self.timer = timer
+        self.settings = worker.settings
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        event_assign(timer, worker.base, -1, 0, timerCallback, context)
+        Self.setNoDelay(fd)
+        bufferevent_setcb(client, clientReadCallback, clientWriteCallback, clientEventCallback, context)
+        // Bounds what a client can pile up (pipelined requests) while its response streams.
+        bufferevent_setwatermark(client, Int16(EV_READ), 0, max(config.maxHeaderBytes * 2, 64 * 1024))
+        bufferevent_setwatermark(client, Int16(EV_WRITE), config.streamBuffer / 2, 0)
+    }
+
+    func start() {
+        bufferevent_enable(client, Int16(EV_READ | EV_WRITE))
+        arm(.clientHeader, config.clientHeaderTimeout)
+        logger.trace("conn \(id): accepted from \(peer)")
+    }
+
+    /// Answers with an error page and closes (used before any request is read).
+    func reject(status: Int, message: String) {
+        bufferevent_enable(client, Int16(EV_WRITE))
+        respondWithError(status: status, message: message)
+    }
+
+    // MARK: Client side
+
+    fileprivate func clientReadable() {
+        switch phase {
+        case .awaitingRequest: readRequestHead()
+        case .exchanging: if exchange?.requestComplete == false { forwardRequestBody() }
+        case .closing, .closed: clientInput.drain(clientInput.count)
+        }
+    }
+
+    private func readRequestHead() {
+        let available = clientInput.count
+        guard available > 0 else { return }
+        if timerRole == .keepAlive { arm(.clientHeader, config.clientHeaderTimeout) }
+        let result = clientInput.pullup(config.maxHeaderBytes + 1) {
+            HeadParser.parseRequest($0, maxHeaderBytes: config.maxHeaderBytes)
+        }
+        switch result {
+        case .incomplete:
+            return
+        case .failed(let error):
+            logger.debug("conn \(id): bad request from \(peer): \(error)")
+            respondWithError(status: ErrorPage.status(for: error), message: Self.describe(error))
+        case .complete(let head, let headLength):
+            clientInput.drain(headLength)
+            startExchange(head)
+        }
+    }
+
+    private func startExchange(_ request: RequestHead) {
+        settings = worker.settings
+        let plan: RequestPlan
+        do {
+            plan = try RequestPlan.make(request)
+        } catch {
+            logger.debug("conn \(id): bad request from \(peer): \(error)")
+            respondWithError(status: ErrorPage.status(for: error), message: Self.describe(error))
+            return
+        }
+        let route = settings.route(for: request.path)
+        phase = .exchanging
+        exchange = Exchange(route: route, request: request, requestPlan: plan, requestBody: BodyDecoder(plan.bodyFraming))
+        logger.debug("conn \(id): \(request.method) \(request.path) route=\(route.name)")
+
+        guard let upstream = bufferevent_socket_new(worker.base, -1, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
+            respondWithError(status: 502, message: "cannot create an upstream socket")
+            return
+        }
+        self.upstream = upstream
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        bufferevent_setcb(upstream, upstreamReadCallback, upstreamWriteCallback, upstreamEventCallback, context)
+        bufferevent_setwatermark(upstream, Int16(EV_WRITE), config.streamBuffer / 2, 0)
+        bufferevent_enable(upstream, Int16(EV_READ | EV_WRITE))
+        let started = route.upstream.withSockaddr { bufferevent_socket_connect(upstream, $0, $1) }
+        guard started == 0 else {
+            upstreamFailed(code: sse_errno())
+            return
+        }
+        arm(.connect, config.connectTimeout)
+        EvBuffer(bufferevent_get_output(upstream)).add(plan.upstreamHead.serialized())
+        forwardRequestBody()
+    }
+
+    /// Moves the request body from the client to the upstream, re-framed as planned.
+    private func forwardRequestBody() {
+        guard var exchange, let upstream, !exchange.requestComplete else { return }
+        let output = EvBuffer(bufferevent_get_output(upstream))
+        let chunked = exchange.requestPlan.bodyFraming == .chunked
+        while true {
+            let instruction: BodyDecoder.Instruction
+            do {
+                instruction = try clientInput.firstExtent {
+                    try exchange.requestBody.next(available: clientInput.count, window: $0)
+                }
+            } catch {
+                logger.debug("conn \(id): bad request body from \(peer): \(error)")
+                abort()
+                return
+            }
+            switch instruction {
+            case .payload(let n):
+                if chunked { output.add(ChunkedEncoding.chunkHeader(n)) }
+                clientInput.move(n, to: output)
+                if chunked { output.add(ChunkedEncoding.chunkEnd) }
+                exchange.requestBody.didForwardPayload(n)
+            case .skip(let n):
+                clientInput.drain(n)
+            case .needMore:
+                self.exchange = exchange
+                if output.count > config.streamBuffer {
+                    // Backpressure: the upstream reads slower than the client sends.
+                    bufferevent_disable(client, Int16(EV_READ))
+                }
+                return
+            case .end:
+                if chunked { output.add(ChunkedEncoding.lastChunk) }
+                exchange.requestComplete = true
+                self.exchange = exchange
+                return
+            }
+        }
+    }
+
+    fileprivate func clientWritable() {
+        switch phase {
+        case .closing:
+            if clientOutput.count == 0 { close() }
+        case .exchanging:
+            // The client drained: resume reading the upstream that was paused for it.
+            if let upstream, clientOutput.count <= config.streamBuffer / 2 {
+                bufferevent_enable(upstream, Int16(EV_READ))
+            }
+        case .awaitingRequest, .closed:
+            break
+        }
+    }
+
+    fileprivate func clientEvent(_ events: Int16) {
+        if events & Int16(BEV_EVENT_ERROR) != 0 {
+            let code = sse_errno()
+            logDisconnect(side: "client", code: code)
+        } else {
+            logger.debug("conn \(id): client \(peer) closed the connection")
+        }
+        // A client that closes (or half-closes) mid-exchange has gone: nginx does the same.
+        close()
+    }
+
+    // MARK: Upstream side
+
+    fileprivate func upstreamEvent(_ events: Int16) {
+        guard var exchange else { return }
+        if events & Int16(BEV_EVENT_CONNECTED) != 0 {
+            exchange.upstreamConnected = true
+            self.exchange = exchange
+            if let upstream { Self.setNoDelay(bufferevent_getfd(upstream)) }
+            arm(.response, config.responseTimeout)
+            return
+        }
+        let failed = events & Int16(BEV_EVENT_ERROR) != 0
+        let code = failed ? sse_errno() : 0
+        if exchange.response == nil {
+            if !exchange.upstreamConnected {
+                upstreamFailed(code: code)
+            } else {
+                let cause = failed ? SocketErrors.describe(code) : "connection closed"
+                logger.error("conn \(id): upstream \(exchange.route.upstream) closed before sending a response: \(cause)")
+                respondWithError(status: 502, message: "upstream \(exchange.route.upstream) closed the connection without a response")
+            }
+            return
+        }
+        // Deliver anything still buffered, then decide whether the body ended cleanly.
+        forwardResponseBody()
+        guard phase == .exchanging, let current = self.exchange else { return }
+        if current.responseBody.endsAtClose && !failed {
+            finishResponse()
+        } else {
+            if failed { logDisconnect(side: "upstream", code: code) } else {
+                logger.debug("conn \(id): upstream closed mid-body")
+            }
+            abort()
+        }
+    }
+
+    private func upstreamFailed(code: Int32) {
+        guard let exchange else { return }
+        let cause = code == 0 ? "connection failed" : SocketErrors.describe(code)
+        logger.error("conn \(id): cannot reach upstream \(exchange.route.upstream): \(cause)")
+        respondWithError(status: 502, message: "upstream \(exchange.route.upstream) unreachable: \(cause)")
+    }
+
+    fileprivate func upstreamReadable() {
+        guard phase == .exchanging, let exchange, let upstream else { return }
+        if exchange.response == nil {
+            readResponseHead(EvBuffer(bufferevent_get_input(upstream)))
+        }
+        if self.exchange?.response != nil { forwardResponseBody() }
+    }
+
+    fileprivate func upstreamWritable() {
+        // The upstream drained the request body: read more of it from the client.
+        if phase == .exchanging, exchange?.requestComplete == false {
+            bufferevent_enable(client, Int16(EV_READ))
+        }
+    }
+
+    private func readResponseHead(_ input: EvBuffer) {
+        while var exchange, exchange.response == nil, input.count > 0 {
+            let result = input.pullup(config.maxHeaderBytes + 1) {
+                HeadParser.parseResponse($0, maxHeaderBytes: config.maxHeaderBytes)
+            }
+            switch result {
+            case .incomplete:
+                return
+            case .failed(let error):
+                logger.error("conn \(id): upstream \(exchange.route.upstream) sent a malformed response: \(error)")
+                respondWithError(status: 502, message: "upstream sent a malformed response")
+                return
+            case .complete(let head, let headLength):
+                input.drain(headLength)
+                if head.status >= 100 && head.status < 200 && head.status != 101 {
+                    // Interim responses go to HTTP/1.1 clients only (RFC 9110 15.2).
+                    if exchange.request.version != .http10 { clientOutput.add(head.serialized()) }
+                    continue
+                }
+                let plan: ResponsePlan
+                do {
+                    plan = try ResponsePlan.make(
+                        response: head, request: exchange.request,
+                        clientKeepAlive: exchange.requestPlan.clientKeepAlive,
+                        heartbeatInterval: exchange.route.heartbeatInterval)
+                } catch {
+                    logger.error("conn \(id): upstream \(exchange.route.upstream) sent a malformed response: \(error)")
+                    respondWithError(status: 502, message: "upstream sent a malformed response")
+                    return
+                }
+                if plan.isCompressedEventStream && !worker.warnedCompressedRoutes.contains(exchange.route.name) {
+                    worker.warnedCompressedRoutes.insert(exchange.route.name)
+                    logger.warning("route \(exchange.route.name): upstream sent a content-encoded event stream; forwarding it without heartbeats")
+                }
+                exchange.response = plan
+                exchange.responseBody = BodyDecoder(plan.upstreamFraming)
+                self.exchange = exchange
+                clientOutput.add(HeaderPolicy.clientResponse(head, plan: plan).serialized())
+                if plan.heartbeats, let interval = exchange.route.heartbeatInterval {
+                    arm(.heartbeat, interval)
+                } else {
+                    disarm()
+                }
+            }
+        }
+    }
+
+    /// Moves response payload to the client in this same callback, re-framed as planned.
+    private func forwardResponseBody() {
+        guard var exchange, let upstream, let plan = exchange.response else { return }
+        let input = EvBuffer(bufferevent_get_input(upstream))
+        var wrote = false
+        while true {
+            let instruction: BodyDecoder.Instruction
+            do {
+                instruction = try input.firstExtent { try exchange.responseBody.next(available: input.count, window: $0) }
+            } catch {
+                logger.error("conn \(id): upstream \(exchange.route.upstream) sent malformed body framing: \(error)")
+                abort()
+                return
+            }
+            switch instruction {
+            case .payload(let n):
+                exchange.responseBody.didForwardPayload(n)
+                if exchange.checkLeadingBOM {
+                    holdLeadingBOM(&exchange, from: input, count: n, plan: plan)
+                } else {
+                    writePayload(&exchange, from: input, count: n, plan: plan)
+                }
+                wrote = true
+            case .skip(let n):
+                input.drain(n)
+            case .end:
+                self.exchange = exchange
+                finishResponse()
+                return
+            case .needMore:
+                self.exchange = exchange
+                if wrote, plan.heartbeats, let interval = exchange.route.heartbeatInterval {
+                    // Every write restarts the idle clock.
+                    arm(.heartbeat, interval)
+                }
+                if clientOutput.count > config.streamBuffer {
+                    // Backpressure: stop reading the upstream until the client drains (SPEC 4).
+                    bufferevent_disable(upstream, Int16(EV_READ))
+                }
+                return
+            }
+        }
+    }
+
+    private func writePayload(_ exchange: inout Exchange, from input: EvBuffer, count n: Int, plan: ResponsePlan) {
+        if plan.heartbeats {
+            var tail: (UInt8, UInt8, UInt8) = (0, 0, 0)
+            let copied = input.copyTail(endingAt: n, into: &tail)
+            withUnsafeBytes(of: &tail) { exchange.cursor.advance(UnsafeRawBufferPointer(rebasing: $0[0..<copied])) }
+        }
+        let chunked = plan.clientFraming == .chunked
+        if chunked { clientOutput.add(ChunkedEncoding.chunkHeader(n)) }
+        input.move(n, to: clientOutput)
+        if chunked { clientOutput.add(ChunkedEncoding.chunkEnd) }
+        exchange.sentPayload = true
+    }
+
+    /// The first payload bytes after a heartbeat: a UTF-8 BOM there is dropped (SPEC 1.3).
+    private func holdLeadingBOM(_ exchange: inout Exchange, from input: EvBuffer, count n: Int, plan: ResponsePlan) {
+        let take = min(n, 3 - exchange.heldBOMBytes.count)
+        input.pullup(take) { exchange.heldBOMBytes.append(contentsOf: $0) }
+        input.drain(take)
+        let decision = exchange.heldBOMBytes.withUnsafeBytes { LeadingBOM.decide($0, endOfStream: false) }
+        switch decision {
+        case .wait:
+            break
+        case .strip:
+            exchange.heldBOMBytes = []
+            exchange.checkLeadingBOM = false
+        case .keep:
+            releaseHeldBytes(&exchange, plan: plan)
+        }
+        if n > take { writePayload(&exchange, from: input, count: n - take, plan: plan) }
+    }
+
+    private func releaseHeldBytes(_ exchange: inout Exchange, plan: ResponsePlan) {
+        let held = exchange.heldBOMBytes
+        exchange.heldBOMBytes = []
+        exchange.checkLeadingBOM = false
+        guard !held.isEmpty else { return }
+        held.withUnsafeBytes { exchange.cursor.advance($0) }
+        if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.chunkHeader(held.count)) }
+        clientOutput.add(held)
+        if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.chunkEnd) }
+        exchange.sentPayload = true
+    }
+
+    private func finishResponse() {
+        guard var exchange, let plan = exchange.response else { return }
+        if !exchange.heldBOMBytes.isEmpty { releaseHeldBytes(&exchange, plan: plan) }
+        if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.lastChunk) }
+        releaseUpstream()
+        self.exchange = nil
+        logger.debug("conn \(id): \(exchange.request.method) \(exchange.request.path) done")
+        guard plan.keepAlive, exchange.requestComplete else {
+            closeAfterFlush()
+            return
+        }
+        phase = .awaitingRequest
+        bufferevent_enable(client, Int16(EV_READ))
+        arm(.keepAlive, config.keepaliveTimeout)
+        // A pipelined request may already be waiting.
+        readRequestHead()
+    }
+
+    // MARK: Timer
+
+    fileprivate func timerFired() {
+        switch timerRole {
+        case .none:
+            return
+        case .clientHeader:
+            logger.debug("conn \(id): client \(peer) sent no complete request head in \(config.clientHeaderTimeout)")
+            timerRole = .none
+            if clientInput.count > 0 {
+                respondWithError(status: 408, message: "request head not received in time")
+            } else {
+                close()
+            }
+        case .keepAlive:
+            logger.trace("conn \(id): idle keep-alive connection closed")
+            close()
+        case .connect:
+            timerRole = .none
+            let address = exchange.map { "\($0.route.upstream)" } ?? "-"
+            logger.error("conn \(id): upstream \(address) did not accept the connection within \(config.connectTimeout)")
+            respondWithError(status: 504, message: "upstream \(address) did not accept the connection within \(config.connectTimeout)")
+        case .response:
+            timerRole = .none
+            let address = exchange.map { "\($0.route.upstream)" } ?? "-"
+            logger.error("conn \(id): upstream \(address) sent no response within \(config.responseTimeout)")
+            respondWithError(status: 504, message: "upstream \(address) sent no response within \(config.responseTimeout)")
+        case .heartbeat:
+            sendHeartbeat()
+        case .flush:
+            logger.debug("conn \(id): client \(peer) did not read the end of its response; closing")
+            close()
+        }
+    }
+
+    private func sendHeartbeat() {
+        guard var exchange, let plan = exchange.response, let heartbeat = exchange.route.heartbeat,
+              let interval = exchange.route.heartbeatInterval else { return }
+        // Not at a safe point (mid-line, after CR): the next upstream write restarts the clock.
+        guard exchange.heldBOMBytes.isEmpty, let form = exchange.cursor.safeHeartbeat else {
+            timerRole = .none
+            return
+        }
+        let bytes = heartbeat.bytes(form)
+        if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.chunkHeader(bytes.count)) }
+        clientOutput.add(bytes)
+        if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.chunkEnd) }
+        exchange.cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
+        if !exchange.sentPayload { exchange.checkLeadingBOM = true }
+        self.exchange = exchange
+        logger.trace("conn \(id): heartbeat sent on route \(exchange.route.name)")
+        arm(.heartbeat, interval)
+    }
+
+    private func arm(_ role: TimerRole, _ span: TimeSpan) {
+        timerRole = role
+        event_add(timer, worker.commonTimeout(span))
+    }
+
+    private func disarm() {
+        timerRole = .none
+        event_del(timer)
+    }
+
+    // MARK: Endings
+
+    private func respondWithError(status: Int, message: String) {
+        if let exchange, exchange.response != nil {
+            // The head is already out: all we can do is cut the stream.
+            abort()
+            return
+        }
+        releaseUpstream()
+        exchange = nil
+        clientOutput.add(ErrorPage.response(status: status, message: message))
+        closeAfterFlush()
+    }
+
+    /// Ends the exchange without a proper end of body, so the client sees the truncation.
+    private func abort() {
+        releaseUpstream()
+        exchange = nil
+        closeAfterFlush()
+    }
+
+    private func closeAfterFlush() {
+        guard phase != .closed else { return }
+        releaseUpstream()
+        phase = .closing
+        bufferevent_disable(client, Int16(EV_READ))
+        clientInput.drain(clientInput.count)
+        if clientOutput.count == 0 {
+            close()
+            return
+        }
+        // Write callback fires when the output is empty; a client that never reads is cut after keepalive.
+        bufferevent_setwatermark(client, Int16(EV_WRITE), 0, 0)
+        bufferevent_enable(client, Int16(EV_WRITE))
+        arm(.flush, config.keepaliveTimeout)
+    }
+
+    private func releaseUpstream() {
+        if let upstream {
+            bufferevent_free(upstream)
+            self.upstream = nil
+        }
+    }
+
+    /// Frees everything this connection owns, exactly once.
+    func close() {
+        guard phase != .closed else { return }
+        phase = .closed
+        releaseUpstream()
+        exchange = nil
+        event_free(timer)
+        bufferevent_free(client)
+        worker.forget(self)
+    }
+
+    private func logDisconnect(side: String, code: Int32) {
+        if SocketErrors.isQuietDisconnect(code) {
+            logger.debug("conn \(id): \(side) disconnected: \(SocketErrors.describe(code))")
+        } else {
+            logger.warning("conn \(id): \(side) socket error: \(SocketErrors.describe(code))")
+        }
+    }
+
+    private static func describe(_ error: HTTPParseError) -> String {
+        switch error {
+        case .headersTooLarge: return "request header fields too large"
+        case .unsupportedVersion: return "HTTP version not supported"
+        case .malformed(let reason): return "malformed request: \(reason)"
+        }
+    }
+
+    private static func setNoDelay(_ fd: Int32) {
+        guard fd >= 0 else { return }
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+}
+
+// MARK: C callbacks (state travels through the context pointer)
+
+private func connection(_ context: UnsafeMutableRawPointer?) -> Connection {
+    Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
+}
+
+private func clientReadCallback(_ bev: OpaquePointer?, _ context: UnsafeMutableRawPointer?) {
+    connection(context).clientReadable()
+}
+
+private func clientWriteCallback(_ bev: OpaquePointer?, _ context: UnsafeMutableRawPointer?) {
+    connection(context).clientWritable()
+}
+
+private func clientEventCallback(_ bev: OpaquePointer?, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
+    connection(context).clientEvent(events)
+}
+
+private func upstreamReadCallback(_ bev: OpaquePointer?, _ context: UnsafeMutableRawPointer?) {
+    connection(context).upstreamReadable()
+}
+
+private func upstreamWriteCallback(_ bev: OpaquePointer?, _ context: UnsafeMutableRawPointer?) {
+    connection(context).upstreamWritable()
+}
+
+private func upstreamEventCallback(_ bev: OpaquePointer?, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
+    connection(context).upstreamEvent(events)
+}
+
+private func timerCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
+    connection(context).timerFired()
+}

@@ -1,0 +1,81 @@
+import ArgumentParser
+import Logging
+import SSEKeepalive
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct SSEKeepaliveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sse-keepalive",
+        abstract: "A reverse-proxy sidecar that keeps Server-Sent Events streams alive.",
+        version: SSEKeepaliveVersion.string,
+        subcommands: [Run.self, Check.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .long, help: "Config file (default: \(ConfigLoader.defaultPath) if it exists, else built-in defaults).")
+    var config: String?
+
+    func load() throws -> Config {
+        do {
+            return try ConfigLoader.load(path: config)
+        } catch {
+            FileHandleStderr.write("sse-keepalive: \(error)\n")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the proxy (the default).")
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(name: .long, help: "Log level: \(LogLevelName.allCases.map(\.rawValue).joined(separator: "|")).")
+    var logLevel: String?
+
+    func run() throws {
+        var config = try options.load()
+        if let logLevel {
+            guard let level = LogLevelName(rawValue: logLevel) else {
+                FileHandleStderr.write("sse-keepalive: --log-level: unknown level \"\(logLevel)\" (use \(LogLevelName.allCases.map(\.rawValue).joined(separator: "|")))\n")
+                throw ExitCode(1)
+            }
+            config.logLevel = level
+        }
+        let level = config.logLevel.swiftLogLevel
+        LoggingSystem.bootstrap { LineLogHandler(label: $0, level: level) }
+        let logger = Logger(label: "sse-keepalive")
+        do {
+            let server = try Server(config: config, logger: logger)
+            let status = server.run()
+            throw ExitCode(status)
+        } catch let error as ServerError {
+            logger.critical("\(error.description)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate the config and print the effective config; exit 0 or 1.")
+
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let config = try options.load()
+        print(config.rendered(), terminator: "")
+    }
+}
+
+enum FileHandleStderr {
+    static func write(_ text: String) {
+        var text = text
+        text.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}
