@@ -274,7 +274,7 @@ public enum ConfigLoader {
             let names = duplicates.map { "\"\(escaped($0))\"" }.joined(separator: ", ")
             return ConfigError(file: file, line: context.mark.line, column: context.mark.column,
                                key: duplicates.first ?? "",
-                               message: "duplicate key \(names) in the same mapping")
+                               message: "duplicate key \(names) in the same mapping (first occurrence here)")
         default:
             return ConfigError(file: file, key: "", message: "YAML error: \(e)")
         }
@@ -559,7 +559,8 @@ struct ConfigReader {
                 throw error(node, key, "the comment must be a single line (no CR, LF or NUL)")
             }
             if (u.value < 0x20 && u != "\t") || u.value == 0x7F || (0x80...0x9F).contains(u.value) {
-                throw error(node, key, "the comment contains a control character (U+\(String(u.value, radix: 16, uppercase: true)))")
+                let hex = String(u.value, radix: 16, uppercase: true)
+                throw error(node, key, "the comment contains a control character (U+\(String(repeating: "0", count: 4 - hex.count))\(hex))")
             }
         }
         return text
@@ -656,6 +657,9 @@ struct ConfigReader {
         for u in path.unicodeScalars {
             if u.value <= 0x20 || u.value == 0x7F || u == "?" || u == "#" {
                 throw error(node, key, "invalid route path \"\(ConfigLoader.escaped(path))\" (no spaces, control characters, ? or #)")
+            }
+            if u.value > 0x7E {
+                throw error(node, key, "invalid route path \"\(ConfigLoader.escaped(path))\" (percent-encode non-ASCII characters, as clients send them)")
             }
         }
         return path

@@ -32,11 +32,11 @@ extension BodyFraming {
     /// Framing of a response body to a request made with `requestMethod`.
     public static func response(_ head: ResponseHead, requestMethod: String) throws(HTTPParseError) -> BodyFraming {
         if (100...199).contains(head.status) || head.status == 204 || head.status == 304
-            || requestMethod.asciiCaseInsensitiveEquals("HEAD") {
+            || requestMethod == "HEAD" {
             return .none
         }
         // A successful CONNECT turns the connection into a tunnel (RFC 9112 §6.3 rule 2).
-        if (200...299).contains(head.status) && requestMethod.asciiCaseInsensitiveEquals("CONNECT") {
+        if (200...299).contains(head.status) && requestMethod == "CONNECT" {
             return .none
         }
         let hasTE = head.headers.contains("Transfer-Encoding")
