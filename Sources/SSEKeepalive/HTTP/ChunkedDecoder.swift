@@ -27,7 +27,7 @@ public struct ChunkedDecoder: Sendable {
 
     enum State: Sendable {
         case sizeStart, size, sizeOWS
-        case extStart, extName, extAfterName, extValueStart, extToken, extQuoted, extQuotedPair, extAfterValue
+        case extStart, extName, extAfterName, extValueStart, extToken, extQuoted, extQuotedPair, extAfterValue, extValueOWS
         case sizeLF
         case data, dataCR, dataLF
         case trailerLineStart, trailerName, trailerValue, trailerLF, finalLF
@@ -69,7 +69,7 @@ public struct ChunkedDecoder: Sendable {
             switch state {
             // chunk-size line
             case .sizeStart, .size, .sizeOWS, .extStart, .extName, .extAfterName,
-                 .extValueStart, .extToken, .extQuoted, .extQuotedPair, .extAfterValue:
+                 .extValueStart, .extToken, .extQuoted, .extQuotedPair, .extAfterValue, .extValueOWS:
                 if b == HTTPBytes.cr && state != .extQuoted && state != .extQuotedPair {
                     try endSizeLine()
                     continue
@@ -137,9 +137,10 @@ public struct ChunkedDecoder: Sendable {
     /// A CR outside a quoted string ends the chunk-size line.
     private mutating func endSizeLine() throws(HTTPParseError) {
         switch state {
+        case .size, .extName, .extToken, .extAfterValue: state = .sizeLF
         case .sizeStart: try fail("missing chunk size")
-        case .extStart, .extValueStart: try fail("incomplete chunk extension")
-        default: state = .sizeLF
+        case .sizeOWS, .extAfterName, .extValueOWS: try fail("whitespace before end of chunk size line")
+        default: try fail("incomplete chunk extension")
         }
     }
 
@@ -177,7 +178,7 @@ public struct ChunkedDecoder: Sendable {
             else if !HTTPBytes.isOWS(b) { try fail("invalid chunk extension value") }
         case .extToken:
             if HTTPBytes.isTchar(b) { break }
-            if b == 0x3B { state = .extStart } else if HTTPBytes.isOWS(b) { state = .extAfterValue }
+            if b == 0x3B { state = .extStart } else if HTTPBytes.isOWS(b) { state = .extValueOWS }
             else { try fail("invalid chunk extension value") }
         case .extQuoted:
             // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
@@ -186,8 +187,10 @@ public struct ChunkedDecoder: Sendable {
         case .extQuotedPair:
             if !HTTPBytes.isFieldValueByte(b) { try fail("invalid character \(HTTPBytes.describe(b)) in chunk extension") }
             state = .extQuoted
-        case .extAfterValue:
-            if b == 0x3B { state = .extStart } else if !HTTPBytes.isOWS(b) { try fail("invalid chunk extension") }
+        case .extAfterValue, .extValueOWS:
+            // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ): whitespace only before ';'.
+            if b == 0x3B { state = .extStart } else if HTTPBytes.isOWS(b) { state = .extValueOWS }
+            else { try fail("invalid chunk extension") }
         default:
             preconditionFailure("unreachable")
         }
