@@ -8,11 +8,21 @@ public struct RequestPlan: Equatable, Sendable {
     public var bodyFraming: BodyFraming
     /// Whether the client wants the connection kept open after this exchange.
     public var clientKeepAlive: Bool
+    /// The protocol the client asks to switch to (`Upgrade` with `Connection: upgrade`), if any.
+    public var upgrade: String?
 
     public static func make(_ request: RequestHead) throws(HTTPParseError) -> RequestPlan {
         let framing = try BodyFraming.request(request)
-        let upstream = HeaderPolicy.upstreamRequest(request, target: request.target, bodyFraming: framing)
-        return RequestPlan(upstreamHead: upstream, bodyFraming: framing, clientKeepAlive: wantsKeepAlive(request))
+        let upgrade = upgradeRequested(request)
+        let upstream = HeaderPolicy.upstreamRequest(request, target: request.target, bodyFraming: framing, upgrade: upgrade)
+        return RequestPlan(upstreamHead: upstream, bodyFraming: framing,
+                           clientKeepAlive: wantsKeepAlive(request), upgrade: upgrade)
+    }
+
+    static func upgradeRequested(_ request: RequestHead) -> String? {
+        guard request.version == .http11, request.headers.tokens("Connection").contains("upgrade"),
+              let protocols = request.headers["Upgrade"], !protocols.isEmpty else { return nil }
+        return protocols
     }
 
     static func wantsKeepAlive(_ request: RequestHead) -> Bool {
@@ -33,10 +43,19 @@ public struct ResponsePlan: Equatable, Sendable {
     public var heartbeats: Bool
     public var keepAlive: Bool
     public var clientVersion: HTTPVersion
+    /// A 101 answer to an upgrade request: both directions become raw byte tunnels.
+    public var isTunnel = false
 
     public static func make(
-        response: ResponseHead, request: RequestHead, clientKeepAlive: Bool, heartbeatInterval: TimeSpan?
+        response: ResponseHead, request: RequestHead, clientKeepAlive: Bool, heartbeatInterval: TimeSpan?,
+        upgradeRequested: Bool = false
     ) throws(HTTPParseError) -> ResponsePlan {
+        if response.status == 101 {
+            guard upgradeRequested else { throw .malformed("101 Switching Protocols without an upgrade request") }
+            return ResponsePlan(
+                upstreamFraming: .none, clientFraming: .none, isEventStream: false, isCompressedEventStream: false,
+                heartbeats: false, keepAlive: false, clientVersion: request.version, isTunnel: true)
+        }
         let upstreamFraming = try BodyFraming.response(response, requestMethod: request.method)
         let hasBody = upstreamFraming != .none && upstreamFraming != .contentLength(0)
         let isEventStream = hasBody && HeaderPolicy.isEventStream(contentType: response.headers["Content-Type"])

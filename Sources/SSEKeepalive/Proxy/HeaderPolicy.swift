@@ -34,7 +34,7 @@ public enum HeaderPolicy {
     /// The head sent upstream for a client request. `target` is the rewritten
     /// request-target; `bodyFraming` is how the proxy sends the body on.
     public static func upstreamRequest(
-        _ request: RequestHead, target: String, bodyFraming: BodyFraming
+        _ request: RequestHead, target: String, bodyFraming: BodyFraming, upgrade: String? = nil
     ) -> RequestHead {
         var headers = request.headers
         removeHopByHop(&headers)
@@ -52,8 +52,14 @@ public enum HeaderPolicy {
             // Not required in 1.0, but the upstream speaks 1.1.
             headers.add("Host", "localhost")
         }
-        // One upstream connection per exchange: the response ends with it at worst.
-        headers.add("Connection", "close")
+        if let upgrade {
+            // The one hop-by-hop pair that crosses: a tunnel request (SPEC 1.1).
+            headers.add("Upgrade", upgrade)
+            headers.add("Connection", "upgrade")
+        } else {
+            // One upstream connection per exchange: the response ends with it at worst.
+            headers.add("Connection", "close")
+        }
         return RequestHead(method: request.method, target: target, version: .http11, headers: headers)
     }
 
@@ -62,7 +68,13 @@ public enum HeaderPolicy {
         _ response: ResponseHead, plan: ResponsePlan
     ) -> ResponseHead {
         var headers = response.headers
+        let upgrade = response.headers["Upgrade"]
         removeHopByHop(&headers)
+        if plan.isTunnel {
+            if let upgrade { headers.add("Upgrade", upgrade) }
+            headers.add("Connection", "upgrade")
+            return ResponseHead(version: .http11, status: response.status, reason: response.reason, headers: headers)
+        }
         if plan.isEventStream {
             headers.remove("Content-Length")
             headers.remove("X-Accel-Buffering")
@@ -77,9 +89,6 @@ public enum HeaderPolicy {
             headers.remove("Content-Length")
         case .contentLength, .none:
             break
-        }
-        if response.status == 101 {
-            return ResponseHead(version: .http11, status: response.status, reason: response.reason, headers: headers)
         }
         if !plan.keepAlive {
             headers.add("Connection", "close")

@@ -17,6 +17,8 @@ final class Connection {
         case awaitingRequest
         /// A request was parsed; its response is not complete yet.
         case exchanging
+        /// After a 101: raw bytes both ways until both sides have closed.
+        case tunneling
         /// Flushing the last bytes to the client, then closing.
         case closing
         case closed
@@ -24,6 +26,8 @@ final class Connection {
 
     private enum TimerRole {
         case none, clientHeader, keepAlive, connect, response, heartbeat, flush
+        /// The client stopped reading and the upstream is paused for it (SPEC 4).
+        case drain
     }
 
     private var phase = Phase.awaitingRequest
@@ -47,6 +51,9 @@ final class Connection {
         var checkLeadingBOM = false
         var heldBOMBytes: [UInt8] = []
         var sentPayload = false
+        /// Tunnel halves that have seen EOF.
+        var clientSentEOF = false
+        var upstreamSentEOF = false
     }
 
     private var clientInput: EvBuffer { EvBuffer(bufferevent_get_input(client)) }
@@ -95,6 +102,7 @@ final class Connection {
         switch phase {
         case .awaitingRequest: readRequestHead()
         case .exchanging: if exchange?.requestComplete == false { forwardRequestBody() }
+        case .tunneling: if let upstream { relay(from: client, to: upstream) }
         case .closing, .closed: clientInput.drain(clientInput.count)
         }
     }
@@ -187,6 +195,7 @@ final class Connection {
                 if chunked { output.add(ChunkedEncoding.lastChunk) }
                 exchange.requestComplete = true
                 self.exchange = exchange
+                if exchange.upstreamConnected && exchange.response == nil { arm(.response, config.responseTimeout) }
                 return
             }
         }
@@ -200,13 +209,21 @@ final class Connection {
             // The client drained: resume reading the upstream that was paused for it.
             if let upstream, clientOutput.count <= config.streamBuffer / 2 {
                 bufferevent_enable(upstream, Int16(EV_READ))
+                if timerRole == .drain { rearmAfterDrain() }
             }
+        case .tunneling:
+            if let upstream { tunnelDrained(client, source: upstream, sourceSentEOF: exchange?.upstreamSentEOF == true) }
         case .awaitingRequest, .closed:
             break
         }
     }
 
     fileprivate func clientEvent(_ events: Int16) {
+        if phase == .tunneling, events & Int16(BEV_EVENT_EOF) != 0 {
+            exchange?.clientSentEOF = true
+            tunnelHalfClosed()
+            return
+        }
         if events & Int16(BEV_EVENT_ERROR) != 0 {
             let code = sse_errno()
             logDisconnect(side: "client", code: code)
@@ -221,11 +238,23 @@ final class Connection {
 
     fileprivate func upstreamEvent(_ events: Int16) {
         guard var exchange else { return }
+        if phase == .tunneling {
+            if events & Int16(BEV_EVENT_EOF) != 0 {
+                exchange.upstreamSentEOF = true
+                self.exchange = exchange
+                tunnelHalfClosed()
+            } else {
+                logDisconnect(side: "upstream", code: sse_errno())
+                close()
+            }
+            return
+        }
         if events & Int16(BEV_EVENT_CONNECTED) != 0 {
             exchange.upstreamConnected = true
             self.exchange = exchange
             if let upstream { Self.setNoDelay(bufferevent_getfd(upstream)) }
-            arm(.response, config.responseTimeout)
+            // The response clock starts once the whole request is out (uploads may be slow).
+            if exchange.requestComplete { arm(.response, config.responseTimeout) } else { disarm() }
             return
         }
         let failed = events & Int16(BEV_EVENT_ERROR) != 0
@@ -261,14 +290,22 @@ final class Connection {
     }
 
     fileprivate func upstreamReadable() {
+        if phase == .tunneling, let upstream {
+            relay(from: upstream, to: client)
+            return
+        }
         guard phase == .exchanging, let exchange, let upstream else { return }
         if exchange.response == nil {
             readResponseHead(EvBuffer(bufferevent_get_input(upstream)))
         }
-        if self.exchange?.response != nil { forwardResponseBody() }
+        if phase == .exchanging, self.exchange?.response != nil { forwardResponseBody() }
     }
 
     fileprivate func upstreamWritable() {
+        if phase == .tunneling, let upstream {
+            tunnelDrained(upstream, source: client, sourceSentEOF: exchange?.clientSentEOF == true)
+            return
+        }
         // The upstream drained the request body: read more of it from the client.
         if phase == .exchanging, exchange?.requestComplete == false {
             bufferevent_enable(client, Int16(EV_READ))
@@ -299,7 +336,8 @@ final class Connection {
                     plan = try ResponsePlan.make(
                         response: head, request: exchange.request,
                         clientKeepAlive: exchange.requestPlan.clientKeepAlive,
-                        heartbeatInterval: exchange.route.heartbeatInterval)
+                        heartbeatInterval: exchange.route.heartbeatInterval,
+                        upgradeRequested: exchange.requestPlan.upgrade != nil)
                 } catch {
                     logger.error("conn \(id): upstream \(exchange.route.upstream) sent a malformed response: \(error)")
                     respondWithError(status: 502, message: "upstream sent a malformed response")
@@ -313,6 +351,10 @@ final class Connection {
                 exchange.responseBody = BodyDecoder(plan.upstreamFraming)
                 self.exchange = exchange
                 clientOutput.add(HeaderPolicy.clientResponse(head, plan: plan).serialized())
+                if plan.isTunnel {
+                    startTunnel()
+                    return
+                }
                 if plan.heartbeats, let interval = exchange.route.heartbeatInterval {
                     arm(.heartbeat, interval)
                 } else {
@@ -360,6 +402,7 @@ final class Connection {
                 if clientOutput.count > config.streamBuffer {
                     // Backpressure: stop reading the upstream until the client drains (SPEC 4).
                     bufferevent_disable(upstream, Int16(EV_READ))
+                    arm(.drain, config.keepaliveTimeout)
                 }
                 return
             }
@@ -427,6 +470,56 @@ final class Connection {
         readRequestHead()
     }
 
+    // MARK: Tunnel (Upgrade)
+
+    private func startTunnel() {
+        guard let upstream else { return }
+        phase = .tunneling
+        disarm()
+        logger.debug("conn \(id): tunnel open")
+        // Empty-output callbacks drive half-closes and backpressure from here on.
+        bufferevent_setwatermark(client, Int16(EV_WRITE), 0, 0)
+        bufferevent_setwatermark(upstream, Int16(EV_WRITE), 0, 0)
+        bufferevent_enable(client, Int16(EV_READ))
+        relay(from: upstream, to: client)
+        relay(from: client, to: upstream)
+    }
+
+    /// Moves everything readable from `source` to `destination`, pausing `source` while `destination` is full.
+    private func relay(from source: OpaquePointer, to destination: OpaquePointer) {
+        let input = EvBuffer(bufferevent_get_input(source))
+        let output = EvBuffer(bufferevent_get_output(destination))
+        input.move(input.count, to: output)
+        if output.count > config.streamBuffer { bufferevent_disable(source, Int16(EV_READ)) }
+    }
+
+    /// `destination`'s output emptied: resume its source, or pass on the source's EOF.
+    private func tunnelDrained(_ destination: OpaquePointer, source: OpaquePointer, sourceSentEOF: Bool) {
+        if sourceSentEOF {
+            _ = shutdown(bufferevent_getfd(destination), Int32(SHUT_WR))
+        } else {
+            bufferevent_enable(source, Int16(EV_READ))
+        }
+    }
+
+    private func tunnelHalfClosed() {
+        guard let exchange, let upstream else { return }
+        if exchange.clientSentEOF && exchange.upstreamSentEOF {
+            closeAfterFlush()
+            return
+        }
+        if exchange.clientSentEOF {
+            bufferevent_disable(client, Int16(EV_READ))
+            if EvBuffer(bufferevent_get_output(upstream)).count == 0 {
+                _ = shutdown(bufferevent_getfd(upstream), Int32(SHUT_WR))
+            }
+        }
+        if exchange.upstreamSentEOF {
+            bufferevent_disable(upstream, Int16(EV_READ))
+            if clientOutput.count == 0 { _ = shutdown(bufferevent_getfd(client), Int32(SHUT_WR)) }
+        }
+    }
+
     // MARK: Timer
 
     fileprivate func timerFired() {
@@ -459,6 +552,9 @@ final class Connection {
         case .flush:
             logger.debug("conn \(id): client \(peer) did not read the end of its response; closing")
             close()
+        case .drain:
+            logger.debug("conn \(id): client \(peer) read nothing for \(config.keepaliveTimeout) with \(clientOutput.count) bytes waiting; closing")
+            close()
         }
     }
 
@@ -479,6 +575,15 @@ final class Connection {
         self.exchange = exchange
         logger.trace("conn \(id): heartbeat sent on route \(exchange.route.name)")
         arm(.heartbeat, interval)
+    }
+
+    /// The client caught up: back to the heartbeat clock, if this response has one.
+    private func rearmAfterDrain() {
+        if let exchange, exchange.response?.heartbeats == true, let interval = exchange.route.heartbeatInterval {
+            arm(.heartbeat, interval)
+        } else {
+            disarm()
+        }
     }
 
     private func arm(_ role: TimerRole, _ span: TimeSpan) {
