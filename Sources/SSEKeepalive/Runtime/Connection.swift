@@ -6,7 +6,8 @@ import Logging
 /// what they decide; it decides nothing about HTTP or SSE itself.
 final class Connection {
     private unowned let worker: Worker
-    let id: UInt64
+    /// "<worker>.<n>", for logs.
+    let id: String
     let peer: String
     private let client: OpaquePointer
     private var upstream: OpaquePointer?
@@ -38,7 +39,7 @@ final class Connection {
 
     /// State of the request/response in flight.
     private struct Exchange {
-        let route: ProxySettings.Route
+        var route: ProxySettings.Route
         let request: RequestHead
         let requestPlan: RequestPlan
         var requestBody: BodyDecoder
@@ -62,7 +63,7 @@ final class Connection {
     private var config: Config { settings.config }
     private var logger: Logger { worker.logger }
 
-    init?(worker: Worker, fd: Int32, id: UInt64, peer: String) {
+    init?(worker: Worker, fd: Int32, id: String, peer: String) {
         let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)
         guard let client = bufferevent_socket_new(worker.base, fd, options) else { return nil }
         self.worker = worker
@@ -209,7 +210,7 @@ final class Connection {
             // The client drained: resume reading the upstream that was paused for it.
             if let upstream, clientOutput.count <= config.streamBuffer / 2 {
                 bufferevent_enable(upstream, Int16(EV_READ))
-                if timerRole == .drain { rearmAfterDrain() }
+                if timerRole == .drain { rearmHeartbeat() }
             }
         case .tunneling:
             if let upstream { tunnelDrained(client, source: upstream, sourceSentEOF: exchange?.upstreamSentEOF == true) }
@@ -459,7 +460,7 @@ final class Connection {
         releaseUpstream()
         self.exchange = nil
         logger.debug("conn \(id): \(exchange.request.method) \(exchange.request.path) done")
-        guard plan.keepAlive, exchange.requestComplete else {
+        guard plan.keepAlive, exchange.requestComplete, !worker.draining else {
             closeAfterFlush()
             return
         }
@@ -468,6 +469,42 @@ final class Connection {
         arm(.keepAlive, config.keepaliveTimeout)
         // A pipelined request may already be waiting.
         readRequestHead()
+    }
+
+    // MARK: Reload and shutdown
+
+    /// A reload happened: an open event stream takes its route's new heartbeat (SPEC 2).
+    func settingsChanged() {
+        guard var exchange, let plan = exchange.response, plan.isEventStream, phase == .exchanging else { return }
+        let route = worker.settings.route(for: exchange.request.path)
+        exchange.route = route
+        exchange.response?.heartbeats = !plan.isCompressedEventStream && route.heartbeatInterval != nil
+        self.exchange = exchange
+        switch timerRole {
+        case .heartbeat, .none:
+            rearmHeartbeat()
+        default:
+            break
+        }
+    }
+
+    /// Draining: a connection with no request in progress closes now.
+    func closeIfIdle() {
+        if phase == .awaitingRequest && clientInput.count == 0 { close() }
+    }
+
+    /// The shutdown grace is over: event streams end cleanly, anything else is cut.
+    func endForShutdown() {
+        guard phase == .exchanging || phase == .tunneling || phase == .awaitingRequest else { return }
+        if phase == .exchanging, let plan = exchange?.response, plan.isEventStream {
+            if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.lastChunk) }
+            logger.debug("conn \(id): event stream ended for shutdown")
+            releaseUpstream()
+            exchange = nil
+            closeAfterFlush()
+        } else {
+            abort()
+        }
     }
 
     // MARK: Tunnel (Upgrade)
@@ -578,7 +615,7 @@ final class Connection {
     }
 
     /// The client caught up: back to the heartbeat clock, if this response has one.
-    private func rearmAfterDrain() {
+    private func rearmHeartbeat() {
         if let exchange, exchange.response?.heartbeats == true, let interval = exchange.route.heartbeatInterval {
             arm(.heartbeat, interval)
         } else {
