@@ -389,3 +389,76 @@ final class ProxyHeaderPolicyTests: XCTestCase {
         XCTAssertFalse(HeaderPolicy.isContentEncoded(HTTPHeaders()))
     }
 }
+
+/// Upstream heads stay valid HTTP/1.1 whatever hop-by-hop mix the client sends.
+final class ProxyHeaderPolicyPropertyTests: XCTestCase {
+    private static let hop = ["Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "TE", "Trailer", "Upgrade"]
+    private static let endToEnd = ["Accept", "Accept-Encoding", "Cookie", "User-Agent", "X-A", "X-B", "Authorization", "Content-Type"]
+
+    func testRandomRequestsGiveValidUpstreamHeads() throws {
+        var rng = ProxyRNG(seed: 42)
+        for trial in 0..<2000 {
+            var fields: [(String, String)] = [("Host", "h.example")]
+            for _ in 0..<Int.random(in: 0...10, using: &rng) {
+                if Bool.random(using: &rng) {
+                    let name = Self.hop.randomElement(using: &rng)!
+                    guard name != "Transfer-Encoding" else { continue } // framing is tested separately
+                    let named = Self.endToEnd.filter { _ in Int.random(in: 0..<4, using: &rng) == 0 }
+                    fields.append((Bool.random(using: &rng) ? name.uppercased() : name,
+                                   name == "Connection" ? (named + ["keep-alive"]).joined(separator: ", ") : "v"))
+                } else {
+                    fields.append((Self.endToEnd.randomElement(using: &rng)!, "v\(trial)"))
+                }
+            }
+            fields.shuffle(using: &rng)
+            let version: HTTPVersion = Bool.random(using: &rng) ? .http11 : .http10
+            let request = RequestHead(method: "GET", target: "/t\(trial)", version: version, headers: HTTPHeaders(fields))
+            let plan = try RequestPlan.make(request)
+            let out = plan.upstreamHead
+            let named = Set(request.headers.tokens("Connection"))
+            let label = "trial \(trial): \(fields)"
+            guard let reparsed = proxyReparse(out) else { XCTFail(label); continue }
+            XCTAssertEqual(reparsed, out, label)
+            XCTAssertEqual(out.headers.values("Connection"), ["close"], label)
+            for name in Self.hop where name != "Connection" { XCTAssertFalse(out.headers.contains(name), "\(label): \(name)") }
+            // Every end-to-end field not named in Connection survives, in order.
+            let expected = request.headers.fields.filter { field in
+                let lower = field.name.lowercased()
+                return !Self.hop.map { $0.lowercased() }.contains(lower) && !named.contains(lower)
+                    && !(lower == "accept-encoding" && HeaderPolicy.acceptsEventStream(request.headers))
+            }
+            XCTAssertEqual(Array(out.headers.fields.dropLast()), expected, label)
+        }
+    }
+
+    /// RFC 9112 3.2: a client MUST send Host in every HTTP/1.1 request. A client
+    /// naming `Host` in `Connection` makes removeHopByHop delete it, and the proxy
+    /// then sends the upstream an HTTP/1.1 request without Host (the HTTP/1.0 path
+    /// re-adds one; the HTTP/1.1 path does not). The upstream head must stay valid.
+    func testHostNamedInConnectionDoesNotLeaveUpstreamRequestWithoutHost() throws {
+        let request = proxyRequest([("Connection", "keep-alive, Host")])
+        let plan = try RequestPlan.make(request)
+        XCTAssertEqual(plan.upstreamHead.headers.values("Host").count, 1,
+                       "upstream head: \(plan.upstreamHead.headers.fields)")
+        XCTAssertNotNil(proxyReparse(plan.upstreamHead))
+    }
+
+    /// Upstream response `Connection: Content-Length` (or any casing) makes
+    /// removeHopByHop delete the Content-Length, but the plan keeps
+    /// clientFraming = .contentLength(n) and keepAlive = true, and clientResponse
+    /// only re-adds framing for .chunked. The client then sees a head with neither
+    /// Content-Length nor Transfer-Encoding (close-delimited by RFC 9112 6.3) on a
+    /// connection the proxy keeps open: the next response on that connection is
+    /// read as part of this body. The declared framing must match the plan.
+    func testContentLengthNamedInConnectionStillDeclaredToClient() throws {
+        let response = proxyResponse(200, [("Content-Type", "text/plain"), ("Content-Length", "5"),
+                                           ("Connection", "content-length")])
+        let plan = try ResponsePlan.make(response: response, request: proxyRequest([]), clientKeepAlive: true,
+                                         heartbeatInterval: nil)
+        XCTAssertEqual(plan.clientFraming, .contentLength(5))
+        let head = HeaderPolicy.clientResponse(response, plan: plan)
+        let reparsed = try XCTUnwrap(proxyReparse(head))
+        XCTAssertEqual(try BodyFraming.response(reparsed, requestMethod: "GET"), plan.clientFraming,
+                       "client head \(head.headers.fields) declares a different framing than the proxy sends")
+    }
+}
