@@ -49,7 +49,9 @@ struct Run: ParsableCommand {
             config.logLevel = level
         }
         let level = config.logLevel.swiftLogLevel
-        LoggingSystem.bootstrap { LineLogHandler(label: $0, level: level) }
+        LineLogHandler.bootstrap(level: level, format: config.logFormat)
+        // Log lines go through a background writer; drain it on every way out.
+        defer { LogSink.shared.flush() }
         let logger = Logger(label: "sse-keepalive")
         do {
             let server = try Server(config: config, logger: logger)
