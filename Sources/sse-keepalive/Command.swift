@@ -41,12 +41,14 @@ struct Run: ParsableCommand {
 
     func run() throws {
         var config = try options.load()
+        var override: LogLevelName?
         if let logLevel {
             guard let level = LogLevelName(rawValue: logLevel) else {
                 FileHandleStderr.write("sse-keepalive: --log-level: unknown level \"\(logLevel)\" (use \(LogLevelName.allCases.map(\.rawValue).joined(separator: "|")))\n")
                 throw ExitCode(1)
             }
             config.logLevel = level
+            override = level
         }
         let level = config.logLevel.swiftLogLevel
         LineLogHandler.bootstrap(level: level, format: config.logFormat)
@@ -54,7 +56,7 @@ struct Run: ParsableCommand {
         defer { LogSink.shared.flush() }
         let logger = Logger(label: "sse-keepalive")
         do {
-            let server = try Server(config: config, logger: logger)
+            let server = try Server(config: config, configPath: options.config, logLevelOverride: override, logger: logger)
             let status = server.run()
             throw ExitCode(status)
         } catch let error as ServerError {

@@ -96,11 +96,6 @@ final class HTTPBodyFramingTests: XCTestCase {
             ("CONNECT 200", response(200, []), "CONNECT", .none),
             ("CONNECT 407", response(407, [("Content-Length", "3")]), "CONNECT", .contentLength(3)),
             ("chunked", response(200, [("Transfer-Encoding", "chunked")]), "GET", .chunked),
-            ("gzip, chunked", response(200, [("Transfer-Encoding", "gzip, chunked")]), "GET", .chunked),
-            ("gzip then chunked fields", response(200, [("Transfer-Encoding", "gzip"), ("Transfer-Encoding", "Chunked")]), "GET", .chunked),
-            ("chunked, gzip", response(200, [("Transfer-Encoding", "chunked, gzip")]), "GET", .closeDelimited),
-            ("gzip", response(200, [("Transfer-Encoding", "gzip")]), "GET", .closeDelimited),
-            ("identity", response(200, [("Transfer-Encoding", "identity")]), "POST", .closeDelimited),
             ("CL", response(200, [("Content-Length", "10")]), "GET", .contentLength(10)),
             ("CL list", response(200, [("Content-Length", "10, 10")]), "GET", .contentLength(10)),
             ("CL 0", response(200, [("Content-Length", "0")]), "GET", .contentLength(0)),
@@ -123,6 +118,12 @@ final class HTTPBodyFramingTests: XCTestCase {
             ("CL abc", response(200, [("Content-Length", "abc")])),
             ("CL overflow", response(200, [("Content-Length", "18446744073709551616")])),
             ("chunked twice", response(200, [("Transfer-Encoding", "chunked, chunked")])),
+            // The proxy drops Transfer-Encoding (hop-by-hop), so it cannot pass other codings on.
+            ("gzip, chunked", response(200, [("Transfer-Encoding", "gzip, chunked")])),
+            ("gzip then chunked fields", response(200, [("Transfer-Encoding", "gzip"), ("Transfer-Encoding", "Chunked")])),
+            ("chunked, gzip", response(200, [("Transfer-Encoding", "chunked, gzip")])),
+            ("gzip", response(200, [("Transfer-Encoding", "gzip")])),
+            ("identity", response(200, [("Transfer-Encoding", "identity")])),
             ("empty TE", response(200, [("Transfer-Encoding", " ")])),
         ]
         for (name, head) in cases {

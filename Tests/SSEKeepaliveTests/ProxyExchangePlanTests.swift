@@ -169,8 +169,6 @@ final class ProxyExchangePlanTests: XCTestCase {
                 upstream: .none, client: .none, eventStream: false, heartbeats: false, keepAlive: true),
             Row(label: "304 1.0", response: proxyResponse(304, [], reason: "Not Modified"), clientVersion: .http10,
                 upstream: .none, client: .none, eventStream: false, heartbeats: false, keepAlive: true),
-            Row(label: "101", response: proxyResponse(101, [("Upgrade", "websocket"), ("Connection", "Upgrade")], reason: "Switching Protocols"),
-                upstream: .none, client: .none, eventStream: false, heartbeats: false, keepAlive: true),
             Row(label: "sse CL 0 has no stream", response: proxyResponse(200, [sse, ("Content-Length", "0")]),
                 upstream: .contentLength(0), client: .contentLength(0), eventStream: false, heartbeats: false, keepAlive: true),
         ]
@@ -265,6 +263,27 @@ final class ProxyExchangePlanTests: XCTestCase {
                               "\(response.headers.fields): gzip transfer coding vanished; client head \(head.headers.fields), plan \(plan)")
                 XCTAssertFalse(plan.heartbeats, "\(response.headers.fields): heartbeats into coded bytes")
             }
+        }
+    }
+}
+
+final class ProxySwitchingProtocolsPlanTests: XCTestCase {
+    private let response = proxyResponse(101, [("Upgrade", "websocket"), ("Connection", "Upgrade")], reason: "Switching Protocols")
+
+    func testSwitchingProtocolsAfterUpgradeRequestIsATunnel() throws {
+        let request = proxyRequest([("Upgrade", "websocket"), ("Connection", "Upgrade")])
+        let plan = try ResponsePlan.make(response: response, request: request, clientKeepAlive: true,
+                                         heartbeatInterval: .seconds(15), upgradeRequested: true)
+        XCTAssertTrue(plan.isTunnel)
+        XCTAssertEqual(plan.clientFraming, BodyFraming.none)
+        XCTAssertFalse(plan.heartbeats)
+        XCTAssertFalse(plan.keepAlive, "after a tunnel the connection is not reused for HTTP")
+    }
+
+    func testSwitchingProtocolsWithoutUpgradeRequestIsMalformed() {
+        XCTAssertThrowsError(try ResponsePlan.make(response: response, request: proxyRequest([]), clientKeepAlive: true,
+                                                   heartbeatInterval: nil)) { error in
+            guard case HTTPParseError.malformed = error else { return XCTFail("\(error)") }
         }
     }
 }

@@ -207,13 +207,15 @@ final class ProxyHeaderPolicyTests: XCTestCase {
     /// SPEC 1.1: "Hop-by-hop request headers are not forwarded upstream, except the
     /// `Upgrade`/`Connection: upgrade` pair of a tunnel." A WebSocket handshake must
     /// reach the upstream with both fields, and without `Connection: close`.
-    func testUpgradeRequestKeepsUpgradeConnectionPair() {
+    func testUpgradeRequestKeepsUpgradeConnectionPair() throws {
         let request = proxyRequest([
             ("Upgrade", "websocket"), ("Connection", "Upgrade"),
             ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13"),
             ("Keep-Alive", "timeout=5"),
         ])
-        let out = upstream(request)
+        let plan = try RequestPlan.make(request)
+        XCTAssertEqual(plan.upgrade, "websocket")
+        let out = plan.upstreamHead
         XCTAssertEqual(out.headers.values("Upgrade"), ["websocket"], "Upgrade must be forwarded for a tunnel")
         XCTAssertTrue(out.headers.tokens("Connection").contains("upgrade"),
                       "Connection must name upgrade, got \(out.headers.values("Connection"))")
@@ -223,19 +225,25 @@ final class ProxyHeaderPolicyTests: XCTestCase {
     }
 
     /// Upgrade without `Connection: upgrade` is not a tunnel request: Upgrade is dropped.
-    func testUpgradeWithoutConnectionUpgradeIsDropped() {
-        let out = upstream(proxyRequest([("Upgrade", "websocket")]))
+    func testUpgradeWithoutConnectionUpgradeIsDropped() throws {
+        let plan = try RequestPlan.make(proxyRequest([("Upgrade", "websocket")]))
+        XCTAssertNil(plan.upgrade)
+        let out = plan.upstreamHead
         XCTAssertFalse(out.headers.contains("Upgrade"))
         XCTAssertEqual(out.headers.values("Connection"), ["close"])
     }
 
     /// The 101 answer must tell the client which protocol it switched to.
-    func testSwitchingProtocolsResponseKeepsUpgradeConnectionPair() {
+    func testSwitchingProtocolsResponseKeepsUpgradeConnectionPair() throws {
         let request = proxyRequest([("Upgrade", "websocket"), ("Connection", "Upgrade")])
         let response = proxyResponse(101, [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                                            ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")],
                                      reason: "Switching Protocols")
-        guard let out = client(response, request: request) else { return }
+        let tunnel = try ResponsePlan.make(response: response, request: request, clientKeepAlive: true,
+                                           heartbeatInterval: .seconds(15), upgradeRequested: true)
+        XCTAssertTrue(tunnel.isTunnel)
+        XCTAssertFalse(tunnel.keepAlive)
+        let out = HeaderPolicy.clientResponse(response, plan: tunnel)
         XCTAssertEqual(out.status, 101)
         XCTAssertEqual(out.headers.values("Upgrade"), ["websocket"])
         XCTAssertTrue(out.headers.tokens("Connection").contains("upgrade"),
@@ -424,7 +432,9 @@ final class ProxyHeaderPolicyPropertyTests: XCTestCase {
             // Every end-to-end field not named in Connection survives, in order.
             let expected = request.headers.fields.filter { field in
                 let lower = field.name.lowercased()
-                return !Self.hop.map { $0.lowercased() }.contains(lower) && !named.contains(lower)
+                // Framing, Host and media type cannot be removed by naming them in Connection.
+                return !Self.hop.map { $0.lowercased() }.contains(lower)
+                    && (!named.contains(lower) || HeaderPolicy.notConnectionOptions.contains(lower))
                     && !(lower == "accept-encoding" && HeaderPolicy.acceptsEventStream(request.headers))
             }
             XCTAssertEqual(Array(out.headers.fields.dropLast()), expected, label)

@@ -46,7 +46,10 @@ extension BodyFraming {
             let codings = try transferCodings(head.headers)
             let chunkedCount = codings.count(where: { $0 == "chunked" })
             if chunkedCount > 1 { throw .malformed("chunked applied more than once") }
-            return codings.last == "chunked" ? .chunked : .closeDelimited
+            // Transfer-Encoding is hop-by-hop: the proxy undoes chunked and cannot
+            // carry any other coding to the client (nginx answers 502 as well).
+            guard codings == ["chunked"] else { throw .malformed("unsupported Transfer-Encoding in response") }
+            return .chunked
         }
         if hasCL { return .contentLength(try contentLength(head.headers)) }
         return .closeDelimited

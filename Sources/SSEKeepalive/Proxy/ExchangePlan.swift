@@ -11,10 +11,19 @@ public struct RequestPlan: Equatable, Sendable {
     /// The protocol the client asks to switch to (`Upgrade` with `Connection: upgrade`), if any.
     public var upgrade: String?
 
-    public static func make(_ request: RequestHead) throws(HTTPParseError) -> RequestPlan {
+    /// `token`: the route's query-token settings, if it has them (SPEC 1.5).
+    public static func make(_ request: RequestHead, token: TokenSettings? = nil) throws(HTTPParseError) -> RequestPlan {
         let framing = try BodyFraming.request(request)
         let upgrade = upgradeRequested(request)
-        let upstream = HeaderPolicy.upstreamRequest(request, target: request.target, bodyFraming: framing, upgrade: upgrade)
+        var rewritten = request
+        if let token {
+            do {
+                rewritten = try TokenRewrite.apply(to: request, settings: token)
+            } catch {
+                throw .malformed(error.description)
+            }
+        }
+        let upstream = HeaderPolicy.upstreamRequest(rewritten, target: rewritten.target, bodyFraming: framing, upgrade: upgrade)
         return RequestPlan(upstreamHead: upstream, bodyFraming: framing,
                            clientKeepAlive: wantsKeepAlive(request), upgrade: upgrade)
     }

@@ -5,9 +5,15 @@ public enum HeaderPolicy {
         "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
     ]
 
+    /// Fields a `Connection` header may not remove: the message would lose its
+    /// framing, its Host or its media type while the proxy still relies on them.
+    static let notConnectionOptions: Set<String> = [
+        "host", "content-length", "content-type", "content-encoding",
+    ]
+
     /// Removes hop-by-hop fields and every field named in `Connection`.
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        let named = Set(headers.tokens("Connection"))
+        let named = Set(headers.tokens("Connection")).subtracting(notConnectionOptions)
         headers.removeAll { field in
             let name = field.name.lowercasedASCII()
             return hopByHop.contains(name) || named.contains(name)
@@ -87,7 +93,10 @@ public enum HeaderPolicy {
             headers.add("Transfer-Encoding", "chunked")
         case .closeDelimited:
             headers.remove("Content-Length")
-        case .contentLength, .none:
+        case .contentLength(let length):
+            // Stated once and exactly (the upstream may have sent "5, 5" or duplicates).
+            if headers.values("Content-Length") != [String(length)] { headers.set("Content-Length", String(length)) }
+        case .none:
             break
         }
         if !plan.keepAlive {

@@ -1,4 +1,7 @@
 import CLibevent
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The admin listener on the control loop: one request per connection,
 /// answered by `AdminEndpoint`, then closed.
@@ -15,7 +18,7 @@ final class AdminServer {
         let context = Unmanaged.passUnretained(self).toOpaque()
         guard let listener = evconnlistener_new(base, adminAcceptCallback, context,
                                                 UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC), 0, fd) else {
-            close(fd)
+            Glibc.close(fd)
             throw ServerError("cannot listen on \(address)")
         }
         self.listener = listener
@@ -28,7 +31,7 @@ final class AdminServer {
 
     fileprivate func accept(_ fd: Int32) {
         guard let bev = bufferevent_socket_new(base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
-            close(fd)
+            Glibc.close(fd)
             return
         }
         let connection = AdminConnection(bev: bev, admin: self)

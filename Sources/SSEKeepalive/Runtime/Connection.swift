@@ -26,7 +26,9 @@ final class Connection {
     }
 
     private enum TimerRole {
-        case none, clientHeader, keepAlive, connect, response, heartbeat, flush
+        case none, clientHeader, keepAlive, connect, response, heartbeat
+        /// Waiting for the client to read the last bytes before closing.
+        case flush
         /// The client stopped reading and the upstream is paused for it (SPEC 4).
         case drain
     }
@@ -37,43 +39,21 @@ final class Connection {
     private var settings: ProxySettings
     private var exchange: Exchange?
 
-    /// State of the request/response in flight.
-    private struct Exchange {
-        var route: ProxySettings.Route
-        let request: RequestHead
-        let requestPlan: RequestPlan
-        var requestBody: BodyDecoder
-        var requestComplete = false
-        var upstreamConnected = false
-        var response: ResponsePlan?
-        var responseBody = BodyDecoder(.none)
-        var cursor = SSECursor()
-        /// A heartbeat went out before the first payload byte: a leading BOM must go (SPEC 1.3).
-        var checkLeadingBOM = false
-        var heldBOMBytes: [UInt8] = []
-        var sentPayload = false
-        /// Tunnel halves that have seen EOF.
-        var clientSentEOF = false
-        var upstreamSentEOF = false
-    }
-
     private var clientInput: EvBuffer { EvBuffer(bufferevent_get_input(client)) }
     private var clientOutput: EvBuffer { EvBuffer(bufferevent_get_output(client)) }
-
     private var config: Config { settings.config }
     private var logger: Logger { worker.logger }
 
     init?(worker: Worker, fd: Int32, id: String, peer: String) {
-        let options = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)
-        guard let client = bufferevent_socket_new(worker.base, fd, options) else { return nil }
-        self.worker = worker
-        self.id = id
-        self.peer = peer
-        self.client = client
+        guard let client = bufferevent_socket_new(worker.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else { return nil }
         guard let timer = event_new(worker.base, -1, 0, timerCallback, nil) else {
             bufferevent_free(client)
             return nil
         }
+        self.worker = worker
+        self.id = id
+        self.peer = peer
+        self.client = client
         self.timer = timer
         self.settings = worker.settings
         let context = Unmanaged.passUnretained(self).toOpaque()
@@ -94,10 +74,11 @@ final class Connection {
     /// Answers with an error page and closes (used before any request is read).
     func reject(status: Int, message: String) {
         bufferevent_enable(client, Int16(EV_WRITE))
-        respondWithError(status: status, message: message)
+        logger.warning("conn \(id): \(message); refusing \(peer)")
+        respondWithError(status: status, message: message, ending: .error)
     }
 
-    // MARK: Client side
+    // MARK: Requests
 
     fileprivate func clientReadable() {
         switch phase {
@@ -109,8 +90,7 @@ final class Connection {
     }
 
     private func readRequestHead() {
-        let available = clientInput.count
-        guard available > 0 else { return }
+        guard clientInput.count > 0 else { return }
         if timerRole == .keepAlive { arm(.clientHeader, config.clientHeaderTimeout) }
         let result = clientInput.pullup(config.maxHeaderBytes + 1) {
             HeadParser.parseRequest($0, maxHeaderBytes: config.maxHeaderBytes)
@@ -119,31 +99,40 @@ final class Connection {
         case .incomplete:
             return
         case .failed(let error):
-            logger.debug("conn \(id): bad request from \(peer): \(error)")
-            respondWithError(status: ErrorPage.status(for: error), message: Self.describe(error))
+            refuse(error)
         case .complete(let head, let headLength):
             clientInput.drain(headLength)
             startExchange(head)
         }
     }
 
+    private func refuse(_ error: HTTPParseError) {
+        logger.debug("conn \(id): bad request from \(peer): \(error)")
+        let status = ErrorPage.status(for: error)
+        if config.accessLog, exchange == nil {
+            AccessLogEntry(client: peer, method: "-", target: "-", status: status, bytesSent: 0, durationMs: 0,
+                           route: "-", heartbeats: 0, ending: .error).log(to: logger, format: config.logFormat)
+        }
+        respondWithError(status: status, message: Self.describe(error), ending: .error)
+    }
+
     private func startExchange(_ request: RequestHead) {
         settings = worker.settings
+        let route = settings.route(for: request.path)
         let plan: RequestPlan
         do {
-            plan = try RequestPlan.make(request)
+            plan = try RequestPlan.make(request, token: route.config.token)
         } catch {
-            logger.debug("conn \(id): bad request from \(peer): \(error)")
-            respondWithError(status: ErrorPage.status(for: error), message: Self.describe(error))
+            refuse(error)
             return
         }
-        let route = settings.route(for: request.path)
         phase = .exchanging
-        exchange = Exchange(route: route, request: request, requestPlan: plan, requestBody: BodyDecoder(plan.bodyFraming))
+        let exchange = Exchange(route: route, request: request, requestPlan: plan)
+        self.exchange = exchange
         logger.debug("conn \(id): \(request.method) \(request.path) route=\(route.name)")
 
         guard let upstream = bufferevent_socket_new(worker.base, -1, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
-            respondWithError(status: 502, message: "cannot create an upstream socket")
+            respondWithError(status: 502, message: "cannot create an upstream socket", ending: .error)
             return
         }
         self.upstream = upstream
@@ -153,17 +142,19 @@ final class Connection {
         bufferevent_enable(upstream, Int16(EV_READ | EV_WRITE))
         let started = route.upstream.withSockaddr { bufferevent_socket_connect(upstream, $0, $1) }
         guard started == 0 else {
-            upstreamFailed(code: sse_errno())
+            upstreamUnreachable(code: sse_errno())
             return
         }
         arm(.connect, config.connectTimeout)
-        EvBuffer(bufferevent_get_output(upstream)).add(plan.upstreamHead.serialized())
+        let head = plan.upstreamHead.serialized()
+        EvBuffer(bufferevent_get_output(upstream)).add(head)
+        worker.metrics.bytesClientToUpstream += head.count
         forwardRequestBody()
     }
 
     /// Moves the request body from the client to the upstream, re-framed as planned.
     private func forwardRequestBody() {
-        guard var exchange, let upstream, !exchange.requestComplete else { return }
+        guard let exchange, let upstream, !exchange.requestComplete else { return }
         let output = EvBuffer(bufferevent_get_output(upstream))
         let chunked = exchange.requestPlan.bodyFraming == .chunked
         while true {
@@ -174,7 +165,7 @@ final class Connection {
                 }
             } catch {
                 logger.debug("conn \(id): bad request body from \(peer): \(error)")
-                abort()
+                abort(.error)
                 return
             }
             switch instruction {
@@ -183,10 +174,10 @@ final class Connection {
                 clientInput.move(n, to: output)
                 if chunked { output.add(ChunkedEncoding.chunkEnd) }
                 exchange.requestBody.didForwardPayload(n)
+                worker.metrics.bytesClientToUpstream += n
             case .skip(let n):
                 clientInput.drain(n)
             case .needMore:
-                self.exchange = exchange
                 if output.count > config.streamBuffer {
                     // Backpressure: the upstream reads slower than the client sends.
                     bufferevent_disable(client, Int16(EV_READ))
@@ -195,7 +186,7 @@ final class Connection {
             case .end:
                 if chunked { output.add(ChunkedEncoding.lastChunk) }
                 exchange.requestComplete = true
-                self.exchange = exchange
+                // The response clock starts once the whole request is out (uploads may be slow).
                 if exchange.upstreamConnected && exchange.response == nil { arm(.response, config.responseTimeout) }
                 return
             }
@@ -220,86 +211,93 @@ final class Connection {
     }
 
     fileprivate func clientEvent(_ events: Int16) {
-        if phase == .tunneling, events & Int16(BEV_EVENT_EOF) != 0 {
+        let failed = events & Int16(BEV_EVENT_ERROR) != 0
+        if phase == .tunneling, !failed {
             exchange?.clientSentEOF = true
             tunnelHalfClosed()
             return
         }
-        if events & Int16(BEV_EVENT_ERROR) != 0 {
+        if failed {
             let code = sse_errno()
             logDisconnect(side: "client", code: code)
+            if exchange != nil { worker.metrics.clientDisconnected(SocketErrors.isQuietDisconnect(code) ? .reset : .eof) }
         } else {
             logger.debug("conn \(id): client \(peer) closed the connection")
+            if exchange != nil { worker.metrics.clientDisconnected(.eof) }
         }
         // A client that closes (or half-closes) mid-exchange has gone: nginx does the same.
+        endExchange(.clientClosed)
         close()
     }
 
-    // MARK: Upstream side
+    // MARK: Responses
 
     fileprivate func upstreamEvent(_ events: Int16) {
-        guard var exchange else { return }
+        guard let exchange else { return }
+        let failed = events & Int16(BEV_EVENT_ERROR) != 0
+        let code = failed ? sse_errno() : 0
         if phase == .tunneling {
-            if events & Int16(BEV_EVENT_EOF) != 0 {
-                exchange.upstreamSentEOF = true
-                self.exchange = exchange
-                tunnelHalfClosed()
-            } else {
-                logDisconnect(side: "upstream", code: sse_errno())
+            if failed {
+                logDisconnect(side: "upstream", code: code)
+                endExchange(.upstreamClosed)
                 close()
+            } else {
+                exchange.upstreamSentEOF = true
+                tunnelHalfClosed()
             }
             return
         }
         if events & Int16(BEV_EVENT_CONNECTED) != 0 {
             exchange.upstreamConnected = true
-            self.exchange = exchange
             if let upstream { Self.setNoDelay(bufferevent_getfd(upstream)) }
-            // The response clock starts once the whole request is out (uploads may be slow).
             if exchange.requestComplete { arm(.response, config.responseTimeout) } else { disarm() }
             return
         }
-        let failed = events & Int16(BEV_EVENT_ERROR) != 0
-        let code = failed ? sse_errno() : 0
-        if exchange.response == nil {
+        guard exchange.response != nil else {
             if !exchange.upstreamConnected {
-                upstreamFailed(code: code)
+                upstreamUnreachable(code: code)
             } else {
                 let cause = failed ? SocketErrors.describe(code) : "connection closed"
                 logger.error("conn \(id): upstream \(exchange.route.upstream) closed before sending a response: \(cause)")
-                respondWithError(status: 502, message: "upstream \(exchange.route.upstream) closed the connection without a response")
+                worker.metrics.upstreamError(route: exchange.routeName, kind: failed ? .reset : .malformed)
+                respondWithError(status: 502, message: "upstream \(exchange.route.upstream) closed the connection without a response",
+                                 ending: .upstreamClosed)
             }
             return
         }
         // Deliver anything still buffered, then decide whether the body ended cleanly.
         forwardResponseBody()
-        guard phase == .exchanging, let current = self.exchange else { return }
-        if current.responseBody.endsAtClose && !failed {
+        guard phase == .exchanging, self.exchange === exchange else { return }
+        if exchange.responseBody.endsAtClose && !failed {
             finishResponse()
         } else {
             if failed { logDisconnect(side: "upstream", code: code) } else {
                 logger.debug("conn \(id): upstream closed mid-body")
             }
-            abort()
+            worker.metrics.upstreamError(route: exchange.routeName, kind: .reset)
+            abort(.upstreamClosed)
         }
     }
 
-    private func upstreamFailed(code: Int32) {
+    private func upstreamUnreachable(code: Int32) {
         guard let exchange else { return }
         let cause = code == 0 ? "connection failed" : SocketErrors.describe(code)
         logger.error("conn \(id): cannot reach upstream \(exchange.route.upstream): \(cause)")
-        respondWithError(status: 502, message: "upstream \(exchange.route.upstream) unreachable: \(cause)")
+        worker.metrics.upstreamError(route: exchange.routeName, kind: .connect)
+        respondWithError(status: 502, message: "upstream \(exchange.route.upstream) unreachable: \(cause)", ending: .error)
     }
 
     fileprivate func upstreamReadable() {
-        if phase == .tunneling, let upstream {
+        guard let upstream else { return }
+        switch phase {
+        case .tunneling:
             relay(from: upstream, to: client)
-            return
+        case .exchanging:
+            if exchange?.response == nil { readResponseHead(EvBuffer(bufferevent_get_input(upstream))) }
+            if phase == .exchanging, exchange?.response != nil { forwardResponseBody() }
+        case .awaitingRequest, .closing, .closed:
+            break
         }
-        guard phase == .exchanging, let exchange, let upstream else { return }
-        if exchange.response == nil {
-            readResponseHead(EvBuffer(bufferevent_get_input(upstream)))
-        }
-        if phase == .exchanging, self.exchange?.response != nil { forwardResponseBody() }
     }
 
     fileprivate func upstreamWritable() {
@@ -314,60 +312,66 @@ final class Connection {
     }
 
     private func readResponseHead(_ input: EvBuffer) {
-        while var exchange, exchange.response == nil, input.count > 0 {
+        while let exchange, exchange.response == nil, input.count > 0 {
             let result = input.pullup(config.maxHeaderBytes + 1) {
                 HeadParser.parseResponse($0, maxHeaderBytes: config.maxHeaderBytes)
             }
+            let head: ResponseHead
             switch result {
             case .incomplete:
                 return
             case .failed(let error):
-                logger.error("conn \(id): upstream \(exchange.route.upstream) sent a malformed response: \(error)")
-                respondWithError(status: 502, message: "upstream sent a malformed response")
+                upstreamMalformed(error)
                 return
-            case .complete(let head, let headLength):
+            case .complete(let parsed, let headLength):
                 input.drain(headLength)
-                if head.status >= 100 && head.status < 200 && head.status != 101 {
-                    // Interim responses go to HTTP/1.1 clients only (RFC 9110 15.2).
-                    if exchange.request.version != .http10 { clientOutput.add(head.serialized()) }
-                    continue
-                }
-                let plan: ResponsePlan
-                do {
-                    plan = try ResponsePlan.make(
-                        response: head, request: exchange.request,
-                        clientKeepAlive: exchange.requestPlan.clientKeepAlive,
-                        heartbeatInterval: exchange.route.heartbeatInterval,
-                        upgradeRequested: exchange.requestPlan.upgrade != nil)
-                } catch {
-                    logger.error("conn \(id): upstream \(exchange.route.upstream) sent a malformed response: \(error)")
-                    respondWithError(status: 502, message: "upstream sent a malformed response")
-                    return
-                }
-                if plan.isCompressedEventStream && !worker.warnedCompressedRoutes.contains(exchange.route.name) {
-                    worker.warnedCompressedRoutes.insert(exchange.route.name)
-                    logger.warning("route \(exchange.route.name): upstream sent a content-encoded event stream; forwarding it without heartbeats")
-                }
-                exchange.response = plan
-                exchange.responseBody = BodyDecoder(plan.upstreamFraming)
-                self.exchange = exchange
-                clientOutput.add(HeaderPolicy.clientResponse(head, plan: plan).serialized())
-                if plan.isTunnel {
-                    startTunnel()
-                    return
-                }
-                if plan.heartbeats, let interval = exchange.route.heartbeatInterval {
-                    arm(.heartbeat, interval)
-                } else {
-                    disarm()
-                }
+                head = parsed
+            }
+            if head.status >= 100 && head.status < 200 && head.status != 101 {
+                // Interim responses go to HTTP/1.1 clients only (RFC 9110 15.2).
+                if exchange.request.version != .http10 { sendToClient(head.serialized()) }
+                continue
+            }
+            let plan: ResponsePlan
+            do {
+                plan = try ResponsePlan.make(
+                    response: head, request: exchange.request,
+                    clientKeepAlive: exchange.requestPlan.clientKeepAlive,
+                    heartbeatInterval: exchange.route.heartbeatInterval,
+                    upgradeRequested: exchange.requestPlan.upgrade != nil)
+            } catch {
+                upstreamMalformed(error)
+                return
+            }
+            if plan.isCompressedEventStream && !worker.warnedCompressedRoutes.contains(exchange.route.name) {
+                worker.warnedCompressedRoutes.insert(exchange.route.name)
+                logger.warning("route \(exchange.route.name): upstream sent a content-encoded event stream; forwarding it without heartbeats")
+            }
+            exchange.response = plan
+            exchange.status = head.status
+            exchange.responseBody = BodyDecoder(plan.upstreamFraming)
+            sendToClient(HeaderPolicy.clientResponse(head, plan: plan).serialized())
+            if plan.isEventStream { worker.metrics.streamOpened(route: exchange.routeName) }
+            if plan.isTunnel {
+                startTunnel()
+            } else if plan.heartbeats, let interval = exchange.route.heartbeatInterval {
+                arm(.heartbeat, interval)
+            } else {
+                disarm()
             }
         }
     }
 
+    private func upstreamMalformed(_ error: HTTPParseError) {
+        guard let exchange else { return }
+        logger.error("conn \(id): upstream \(exchange.route.upstream) sent a malformed response: \(error)")
+        worker.metrics.upstreamError(route: exchange.routeName, kind: .malformed)
+        respondWithError(status: 502, message: "upstream \(exchange.route.upstream) sent a malformed response", ending: .error)
+    }
+
     /// Moves response payload to the client in this same callback, re-framed as planned.
     private func forwardResponseBody() {
-        guard var exchange, let upstream, let plan = exchange.response else { return }
+        guard let exchange, let upstream, let plan = exchange.response else { return }
         let input = EvBuffer(bufferevent_get_input(upstream))
         var wrote = false
         while true {
@@ -376,30 +380,27 @@ final class Connection {
                 instruction = try input.firstExtent { try exchange.responseBody.next(available: input.count, window: $0) }
             } catch {
                 logger.error("conn \(id): upstream \(exchange.route.upstream) sent malformed body framing: \(error)")
-                abort()
+                worker.metrics.upstreamError(route: exchange.routeName, kind: .malformed)
+                abort(.error)
                 return
             }
             switch instruction {
             case .payload(let n):
                 exchange.responseBody.didForwardPayload(n)
                 if exchange.checkLeadingBOM {
-                    holdLeadingBOM(&exchange, from: input, count: n, plan: plan)
+                    holdLeadingBOM(exchange, from: input, count: n, plan: plan)
                 } else {
-                    writePayload(&exchange, from: input, count: n, plan: plan)
+                    movePayload(exchange, from: input, count: n, plan: plan)
                 }
                 wrote = true
             case .skip(let n):
                 input.drain(n)
             case .end:
-                self.exchange = exchange
                 finishResponse()
                 return
             case .needMore:
-                self.exchange = exchange
-                if wrote, plan.heartbeats, let interval = exchange.route.heartbeatInterval {
-                    // Every write restarts the idle clock.
-                    arm(.heartbeat, interval)
-                }
+                // Every write restarts the idle clock.
+                if wrote, plan.heartbeats, let interval = exchange.route.heartbeatInterval { arm(.heartbeat, interval) }
                 if clientOutput.count > config.streamBuffer {
                     // Backpressure: stop reading the upstream until the client drains (SPEC 4).
                     bufferevent_disable(upstream, Int16(EV_READ))
@@ -410,56 +411,70 @@ final class Connection {
         }
     }
 
-    private func writePayload(_ exchange: inout Exchange, from input: EvBuffer, count n: Int, plan: ResponsePlan) {
+    /// Splices `n` payload bytes from the upstream's input to the client (no copy).
+    private func movePayload(_ exchange: Exchange, from input: EvBuffer, count n: Int, plan: ResponsePlan) {
         if plan.heartbeats {
+            // Only the last bytes decide where the stream stands.
             var tail: (UInt8, UInt8, UInt8) = (0, 0, 0)
             let copied = input.copyTail(endingAt: n, into: &tail)
             withUnsafeBytes(of: &tail) { exchange.cursor.advance(UnsafeRawBufferPointer(rebasing: $0[0..<copied])) }
         }
         let chunked = plan.clientFraming == .chunked
-        if chunked { clientOutput.add(ChunkedEncoding.chunkHeader(n)) }
+        if chunked { sendToClient(ChunkedEncoding.chunkHeader(n)) }
         input.move(n, to: clientOutput)
-        if chunked { clientOutput.add(ChunkedEncoding.chunkEnd) }
+        exchange.bytesSent += n
+        worker.metrics.bytesUpstreamToClient += n
+        if chunked { sendToClient(ChunkedEncoding.chunkEnd) }
         exchange.sentPayload = true
     }
 
+    /// Payload the proxy writes itself (held BOM candidates, heartbeats), framed for the client.
+    private func writePayload(_ bytes: [UInt8], plan: ResponsePlan) {
+        let chunked = plan.clientFraming == .chunked
+        if chunked { sendToClient(ChunkedEncoding.chunkHeader(bytes.count)) }
+        sendToClient(bytes)
+        if chunked { sendToClient(ChunkedEncoding.chunkEnd) }
+    }
+
+    private func sendToClient(_ bytes: [UInt8]) {
+        clientOutput.add(bytes)
+        exchange?.bytesSent += bytes.count
+        worker.metrics.bytesUpstreamToClient += bytes.count
+    }
+
     /// The first payload bytes after a heartbeat: a UTF-8 BOM there is dropped (SPEC 1.3).
-    private func holdLeadingBOM(_ exchange: inout Exchange, from input: EvBuffer, count n: Int, plan: ResponsePlan) {
+    private func holdLeadingBOM(_ exchange: Exchange, from input: EvBuffer, count n: Int, plan: ResponsePlan) {
         let take = min(n, 3 - exchange.heldBOMBytes.count)
         input.pullup(take) { exchange.heldBOMBytes.append(contentsOf: $0) }
         input.drain(take)
-        let decision = exchange.heldBOMBytes.withUnsafeBytes { LeadingBOM.decide($0, endOfStream: false) }
-        switch decision {
+        switch LeadingBOM.decide(exchange.heldBOMBytes, endOfStream: false) {
         case .wait:
             break
         case .strip:
             exchange.heldBOMBytes = []
             exchange.checkLeadingBOM = false
         case .keep:
-            releaseHeldBytes(&exchange, plan: plan)
+            releaseHeldBytes(exchange, plan: plan)
         }
-        if n > take { writePayload(&exchange, from: input, count: n - take, plan: plan) }
+        if n > take { movePayload(exchange, from: input, count: n - take, plan: plan) }
     }
 
-    private func releaseHeldBytes(_ exchange: inout Exchange, plan: ResponsePlan) {
+    private func releaseHeldBytes(_ exchange: Exchange, plan: ResponsePlan) {
         let held = exchange.heldBOMBytes
         exchange.heldBOMBytes = []
         exchange.checkLeadingBOM = false
         guard !held.isEmpty else { return }
-        held.withUnsafeBytes { exchange.cursor.advance($0) }
-        if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.chunkHeader(held.count)) }
-        clientOutput.add(held)
-        if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.chunkEnd) }
+        exchange.cursor.advance(held)
+        writePayload(held, plan: plan)
         exchange.sentPayload = true
     }
 
     private func finishResponse() {
-        guard var exchange, let plan = exchange.response else { return }
-        if !exchange.heldBOMBytes.isEmpty { releaseHeldBytes(&exchange, plan: plan) }
-        if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.lastChunk) }
+        guard let exchange, let plan = exchange.response else { return }
+        if !exchange.heldBOMBytes.isEmpty { releaseHeldBytes(exchange, plan: plan) }
+        if plan.clientFraming == .chunked { sendToClient(ChunkedEncoding.lastChunk) }
         releaseUpstream()
-        self.exchange = nil
-        logger.debug("conn \(id): \(exchange.request.method) \(exchange.request.path) done")
+        endExchange(.complete)
         guard plan.keepAlive, exchange.requestComplete, !worker.draining else {
             closeAfterFlush()
             return
@@ -471,21 +486,42 @@ final class Connection {
         readRequestHead()
     }
 
+    // MARK: Heartbeats
+
+    private func sendHeartbeat() {
+        guard let exchange, let plan = exchange.response, plan.heartbeats,
+              let heartbeat = exchange.route.heartbeat, let interval = exchange.route.heartbeatInterval else { return }
+        // Not at a safe point (mid-line, after CR): the next upstream write restarts the clock.
+        guard exchange.heldBOMBytes.isEmpty, let form = exchange.cursor.safeHeartbeat else {
+            timerRole = .none
+            return
+        }
+        writePayload(heartbeat.bytes(form), plan: plan)
+        exchange.cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
+        if !exchange.sentPayload { exchange.checkLeadingBOM = true }
+        exchange.heartbeats += 1
+        worker.metrics.heartbeatWritten(route: exchange.routeName)
+        logger.trace("conn \(id): heartbeat on route \(exchange.route.name)")
+        arm(.heartbeat, interval)
+    }
+
+    /// Back to the heartbeat clock, if this response has one.
+    private func rearmHeartbeat() {
+        if let exchange, exchange.response?.heartbeats == true, let interval = exchange.route.heartbeatInterval {
+            arm(.heartbeat, interval)
+        } else {
+            disarm()
+        }
+    }
+
     // MARK: Reload and shutdown
 
     /// A reload happened: an open event stream takes its route's new heartbeat (SPEC 2).
     func settingsChanged() {
-        guard var exchange, let plan = exchange.response, plan.isEventStream, phase == .exchanging else { return }
-        let route = worker.settings.route(for: exchange.request.path)
-        exchange.route = route
-        exchange.response?.heartbeats = !plan.isCompressedEventStream && route.heartbeatInterval != nil
-        self.exchange = exchange
-        switch timerRole {
-        case .heartbeat, .none:
-            rearmHeartbeat()
-        default:
-            break
-        }
+        guard phase == .exchanging, let exchange, let plan = exchange.response, plan.isEventStream else { return }
+        exchange.route = worker.settings.route(for: exchange.request.path)
+        exchange.response?.heartbeats = !plan.isCompressedEventStream && exchange.route.heartbeatInterval != nil
+        if timerRole == .heartbeat || timerRole == .none { rearmHeartbeat() }
     }
 
     /// Draining: a connection with no request in progress closes now.
@@ -495,15 +531,19 @@ final class Connection {
 
     /// The shutdown grace is over: event streams end cleanly, anything else is cut.
     func endForShutdown() {
-        guard phase == .exchanging || phase == .tunneling || phase == .awaitingRequest else { return }
-        if phase == .exchanging, let plan = exchange?.response, plan.isEventStream {
-            if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.lastChunk) }
+        switch phase {
+        case .exchanging where exchange?.isEventStream == true:
+            if exchange?.response?.clientFraming == .chunked { sendToClient(ChunkedEncoding.lastChunk) }
             logger.debug("conn \(id): event stream ended for shutdown")
             releaseUpstream()
-            exchange = nil
+            endExchange(.complete)
             closeAfterFlush()
-        } else {
-            abort()
+        case .exchanging, .tunneling:
+            abort(.error)
+        case .awaitingRequest:
+            close()
+        case .closing, .closed:
+            break
         }
     }
 
@@ -526,7 +566,12 @@ final class Connection {
     private func relay(from source: OpaquePointer, to destination: OpaquePointer) {
         let input = EvBuffer(bufferevent_get_input(source))
         let output = EvBuffer(bufferevent_get_output(destination))
-        input.move(input.count, to: output)
+        let n = input.count
+        input.move(n, to: output)
+        if source == client { worker.metrics.bytesClientToUpstream += n } else {
+            worker.metrics.bytesUpstreamToClient += n
+            exchange?.bytesSent += n
+        }
         if output.count > config.streamBuffer { bufferevent_disable(source, Int16(EV_READ)) }
     }
 
@@ -542,6 +587,7 @@ final class Connection {
     private func tunnelHalfClosed() {
         guard let exchange, let upstream else { return }
         if exchange.clientSentEOF && exchange.upstreamSentEOF {
+            endExchange(.complete)
             closeAfterFlush()
             return
         }
@@ -560,66 +606,36 @@ final class Connection {
     // MARK: Timer
 
     fileprivate func timerFired() {
-        switch timerRole {
+        let role = timerRole
+        timerRole = .none
+        switch role {
         case .none:
             return
         case .clientHeader:
             logger.debug("conn \(id): client \(peer) sent no complete request head in \(config.clientHeaderTimeout)")
-            timerRole = .none
             if clientInput.count > 0 {
-                respondWithError(status: 408, message: "request head not received in time")
+                respondWithError(status: 408, message: "request head not received in time", ending: .timeout)
             } else {
                 close()
             }
         case .keepAlive:
             logger.trace("conn \(id): idle keep-alive connection closed")
             close()
-        case .connect:
-            timerRole = .none
-            let address = exchange.map { "\($0.route.upstream)" } ?? "-"
-            logger.error("conn \(id): upstream \(address) did not accept the connection within \(config.connectTimeout)")
-            respondWithError(status: 504, message: "upstream \(address) did not accept the connection within \(config.connectTimeout)")
-        case .response:
-            timerRole = .none
-            let address = exchange.map { "\($0.route.upstream)" } ?? "-"
-            logger.error("conn \(id): upstream \(address) sent no response within \(config.responseTimeout)")
-            respondWithError(status: 504, message: "upstream \(address) sent no response within \(config.responseTimeout)")
+        case .connect, .response:
+            guard let exchange else { return }
+            let what = role == .connect
+                ? "did not accept the connection within \(config.connectTimeout)"
+                : "sent no response within \(config.responseTimeout)"
+            logger.error("conn \(id): upstream \(exchange.route.upstream) \(what)")
+            worker.metrics.upstreamError(route: exchange.routeName, kind: .timeout)
+            respondWithError(status: 504, message: "upstream \(exchange.route.upstream) \(what)", ending: .timeout)
         case .heartbeat:
             sendHeartbeat()
-        case .flush:
-            logger.debug("conn \(id): client \(peer) did not read the end of its response; closing")
-            close()
-        case .drain:
+        case .flush, .drain:
             logger.debug("conn \(id): client \(peer) read nothing for \(config.keepaliveTimeout) with \(clientOutput.count) bytes waiting; closing")
+            worker.metrics.clientDisconnected(.timeout)
+            endExchange(.timeout)
             close()
-        }
-    }
-
-    private func sendHeartbeat() {
-        guard var exchange, let plan = exchange.response, let heartbeat = exchange.route.heartbeat,
-              let interval = exchange.route.heartbeatInterval else { return }
-        // Not at a safe point (mid-line, after CR): the next upstream write restarts the clock.
-        guard exchange.heldBOMBytes.isEmpty, let form = exchange.cursor.safeHeartbeat else {
-            timerRole = .none
-            return
-        }
-        let bytes = heartbeat.bytes(form)
-        if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.chunkHeader(bytes.count)) }
-        clientOutput.add(bytes)
-        if plan.clientFraming == .chunked { clientOutput.add(ChunkedEncoding.chunkEnd) }
-        exchange.cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
-        if !exchange.sentPayload { exchange.checkLeadingBOM = true }
-        self.exchange = exchange
-        logger.trace("conn \(id): heartbeat sent on route \(exchange.route.name)")
-        arm(.heartbeat, interval)
-    }
-
-    /// The client caught up: back to the heartbeat clock, if this response has one.
-    private func rearmHeartbeat() {
-        if let exchange, exchange.response?.heartbeats == true, let interval = exchange.route.heartbeatInterval {
-            arm(.heartbeat, interval)
-        } else {
-            disarm()
         }
     }
 
@@ -635,22 +651,41 @@ final class Connection {
 
     // MARK: Endings
 
-    private func respondWithError(status: Int, message: String) {
-        if let exchange, exchange.response != nil {
+    /// Ends the exchange in flight, once: its access-log line and metrics.
+    private func endExchange(_ ending: AccessLogEntry.Ending) {
+        guard let exchange else { return }
+        self.exchange = nil
+        if exchange.isEventStream { worker.metrics.streamClosed(route: exchange.routeName) }
+        // nginx's convention: 499 when the client left before any response head.
+        let status = exchange.status != 0 ? exchange.status : (ending == .clientClosed ? 499 : 502)
+        worker.metrics.requestFinished(route: exchange.routeName, code: status)
+        guard config.accessLog else { return }
+        AccessLogEntry(
+            client: peer, method: exchange.request.method,
+            target: settings.redactor.redact(target: exchange.request.target),
+            status: status, bytesSent: exchange.bytesSent, durationMs: exchange.elapsedMilliseconds,
+            route: exchange.routeName, heartbeats: exchange.heartbeats, ending: ending
+        ).log(to: logger, format: config.logFormat)
+    }
+
+    private func respondWithError(status: Int, message: String, ending: AccessLogEntry.Ending) {
+        if exchange?.response != nil {
             // The head is already out: all we can do is cut the stream.
-            abort()
+            abort(ending)
             return
         }
         releaseUpstream()
-        exchange = nil
-        clientOutput.add(ErrorPage.response(status: status, message: message))
+        let page = ErrorPage.response(status: status, message: message)
+        exchange?.status = status
+        sendToClient(page)
+        endExchange(ending)
         closeAfterFlush()
     }
 
     /// Ends the exchange without a proper end of body, so the client sees the truncation.
-    private func abort() {
+    private func abort(_ ending: AccessLogEntry.Ending) {
         releaseUpstream()
-        exchange = nil
+        endExchange(ending)
         closeAfterFlush()
     }
 
@@ -664,7 +699,7 @@ final class Connection {
             close()
             return
         }
-        // Write callback fires when the output is empty; a client that never reads is cut after keepalive.
+        // The write callback fires once the output is empty; a client that never reads is cut after keepalive.
         bufferevent_setwatermark(client, Int16(EV_WRITE), 0, 0)
         bufferevent_enable(client, Int16(EV_WRITE))
         arm(.flush, config.keepaliveTimeout)
@@ -680,9 +715,9 @@ final class Connection {
     /// Frees everything this connection owns, exactly once.
     func close() {
         guard phase != .closed else { return }
+        endExchange(.clientClosed)
         phase = .closed
         releaseUpstream()
-        exchange = nil
         event_free(timer)
         bufferevent_free(client)
         worker.forget(self)

@@ -22,12 +22,15 @@ final class ProxySettings: @unchecked Sendable {
 
     let config: Config
     let router: Router
+    /// Hides every configured token parameter in logged URLs (SPEC 1.5).
+    let redactor: Redactor
     private let routesByPath: [String: Route]
     let fallback: Route
 
     init(config: Config) throws(ResolvedAddress.Failure) {
         self.config = config
         self.router = Router(config: config)
+        self.redactor = Redactor(config: config)
         var resolved: [SocketAddressSpec: ResolvedAddress] = [:]
         func address(_ spec: SocketAddressSpec) throws(ResolvedAddress.Failure) -> ResolvedAddress {
             if let known = resolved[spec] { return known }
