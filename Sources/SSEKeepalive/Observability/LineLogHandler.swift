@@ -18,7 +18,8 @@ import Logging
 /// Metadata strings are JSON strings; `.stringConvertible` integers, finite
 /// floating-point numbers and booleans are JSON numbers / booleans; arrays
 /// and dictionaries nest. A metadata key named `ts`, `level` or `msg` is
-/// written as `_ts`, `_level`, `_msg` so keys stay unique.
+/// written as `_ts`, `_level`, `_msg` (more `_` if that is taken too) so
+/// keys stay unique.
 public struct LineLogHandler: LogHandler {
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
@@ -53,7 +54,6 @@ public struct LineLogHandler: LogHandler {
     /// One complete line, newline included.
     public static func render(level: Logger.Level, message: String, metadata: Logger.Metadata,
                               format: LogFormat, timestamp: String = timestamp()) -> String {
-        let sorted = metadata.sorted(by: { $0.key < $1.key })
         switch format {
         case .text:
             var line = level.rawValue
@@ -61,7 +61,7 @@ public struct LineLogHandler: LogHandler {
             line += timestamp
             line += " "
             line += message
-            for (key, value) in sorted {
+            for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
                 line += " \(key)=\(value)"
             }
             line += "\n"
@@ -73,9 +73,16 @@ public struct LineLogHandler: LogHandler {
             JSON.appendString(level.rawValue, to: &line)
             line += ",\"msg\":"
             JSON.appendString(message, to: &line)
-            for (key, value) in sorted {
+            let renamed = metadata.map { entry in
+                var key = entry.key
+                if key == "ts" || key == "level" || key == "msg" {
+                    repeat { key = "_" + key } while metadata[key] != nil
+                }
+                return (key: key, value: entry.value)
+            }
+            for (key, value) in renamed.sorted(by: { $0.key < $1.key }) {
                 line += ","
-                JSON.appendString(key == "ts" || key == "level" || key == "msg" ? "_" + key : key, to: &line)
+                JSON.appendString(key, to: &line)
                 line += ":"
                 JSON.appendValue(value, to: &line)
             }
