@@ -165,7 +165,7 @@ final class Connection {
                 }
             } catch {
                 logger.debug("conn \(id): bad request body from \(peer): \(error)")
-                abort(.error)
+                respondWithError(status: 400, message: "malformed request body", ending: .error)
                 return
             }
             switch instruction {
