@@ -30,7 +30,7 @@ def test_parser_matches_wpt_expectations():
     assert datas(c["wpt-format-null-character"]) == ["\0"]
     assert datas(c["wpt-format-leading-space"]) == ["\ttest\n\ntest"]
     assert datas(c["wpt-format-comments"]) == ["1\n2\n3\n4"]
-    assert datas(c["wpt-format-field-unknown"]) == ["test\ntest"]
+    assert datas(c["wpt-format-field-unknown"]) == ["test\n\ntest"]
     r = sse.parse(c["wpt-format-data-before-final-empty-line"])
     assert datas(c["wpt-format-data-before-final-empty-line"]) == ["test1"]
     assert r.retry == 1000 and r.last_event_id == ""
