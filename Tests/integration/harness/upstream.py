@@ -171,7 +171,14 @@ def decode_echo(body: bytes) -> dict:
 
 
 def echo(req: Request) -> list:
-    return response(200, [("Content-Type", "application/json"), ("X-Echo", "1")], req.to_json())
+    """200 with the request as JSON. Follows HTTP/1.0 persistence rules, so
+    direct mode behaves like a correct origin for 1.0 clients too."""
+    headers = [("Content-Type", "application/json"), ("X-Echo", "1")]
+    if req.version == "HTTP/1.0":
+        if "keep-alive" in req.tokens("connection"):
+            return response(200, headers + [("Connection", "keep-alive")], req.to_json())
+        return response(200, headers, req.to_json()) + [close()]
+    return response(200, headers, req.to_json())
 
 
 class BadRequest(Exception):
