@@ -62,7 +62,7 @@ def test_align_accepts_correct_and_rejects_wrong_insertions():
     good = b":heartbeat\n\n" + b"data: a\n\n:heartbeat\n\ndata: b\r\n:heartbeat\n"
     a = sse.align(good, upstream)
     assert a.ok, a.problems
-    assert a.bom_dropped and [o for o, _ in a.insertions] == [0, 12, 21]
+    assert a.bom_dropped and sse.offsets(a) == [0, 12, 21]
     assert not sse.align(b":heartbeat\n\n" + upstream, upstream).ok  # BOM kept after heartbeat
     assert sse.align(upstream, upstream).ok  # BOM kept without heartbeat
     assert not sse.align(b"\xef\xbb\xbfdata: a\n\ndata: b\r:heartbeat\n\n\n", upstream).ok

@@ -59,7 +59,13 @@ _PLAIN = re.compile(r"^[A-Za-z0-9_./-][A-Za-z0-9_./:-]*$")
 _BARE_WORDS = {"off", "on", "auto", "true", "false"}
 
 
+class Quoted(str):
+    """A string the YAML emitter must double-quote (e.g. "off" vs off)."""
+
+
 def _scalar(v) -> str:
+    if isinstance(v, Quoted):
+        return json.dumps(str(v))
     if v is True:
         return "true"
     if v is False:

@@ -149,10 +149,17 @@ def strip_heartbeats(payload: bytes, comment: str = "heartbeat", blank_line: boo
     return bytes(out)
 
 
+@dataclass(frozen=True)
+class Insertion:
+    offset: int  # upstream payload offset the heartbeat was inserted at
+    data: bytes
+    client_offset: int  # where it starts in the client's payload
+
+
 @dataclass
 class Alignment:
     ok: bool
-    insertions: list[tuple[int, bytes]]  # (upstream offset, heartbeat bytes)
+    insertions: list[Insertion]
     bom_dropped: bool
     problems: list[str]
 
@@ -162,7 +169,7 @@ def align(client: bytes, upstream: bytes, comment: str = "heartbeat", blank_line
     points, in the right form, and with the leading BOM dropped if and only
     if a heartbeat came before the first upstream byte (SPEC 1.2, 1.3)."""
     problems: list[str] = []
-    insertions: list[tuple[int, bytes]] = []
+    insertions: list[Insertion] = []
     cursor = LineCursor()
     i = j = 0
     bom_dropped = False
@@ -191,18 +198,27 @@ def align(client: bytes, upstream: bytes, comment: str = "heartbeat", blank_line
             problems.append(f"heartbeat at upstream offset {j}: expected {expected!r}, "
                             f"got {client[i:i+len(expected)]!r}")
             expected = any_line
-        insertions.append((j, expected))
+        insertions.append(Insertion(j, expected, i))
         i += len(expected)
-        # After a leading heartbeat the upstream's BOM must be gone; the
+        # After a leading heartbeat the upstream's BOM must be gone (expected,
+        # not guessed: with two BOMs the client still shows one). The
         # heartbeat already ended a line, so the cursor needs no update.
-        if (j == 0 and upstream.startswith(BOM) and not client.startswith(BOM, i)
-                and not client.startswith(any_line, i)):
+        if j == 0 and upstream.startswith(BOM) and not client.startswith(any_line, i):
             bom_dropped = True
             j = len(BOM)
     if not problems and j != len(upstream):
         problems.append(f"client payload ends at upstream byte {j} of {len(upstream)}: "
                         f"missing {upstream[j:j+40]!r}")
-    leading_hb = bool(insertions) and insertions[0][0] == 0
-    if upstream.startswith(BOM) and leading_hb and not bom_dropped:
-        problems.append("BOM kept although a heartbeat preceded the first payload byte")
+    if problems and bom_dropped:
+        problems.append("(the leading BOM was expected to be dropped after the leading heartbeat)")
     return Alignment(not problems, insertions, bom_dropped, problems)
+
+
+def offsets(alignment: Alignment) -> list[int]:
+    return [ins.offset for ins in alignment.insertions]
+
+
+def describe(client: bytes, upstream: bytes, alignment: Alignment) -> str:
+    """Failure message with both payloads (truncated) and the problems."""
+    return (f"problems: {alignment.problems}\n  insertions: {offsets(alignment)}\n"
+            f"  upstream: {upstream[:300]!r}\n  client:   {client[:400]!r}")
