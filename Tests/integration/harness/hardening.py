@@ -210,7 +210,12 @@ class Innocent:
         return self.body
 
     def check(self, max_gap: float = 1.0, min_seconds: float = 0.0):
-        """Stop the reader and assert the stream kept flowing."""
+        """Stop the reader and assert the stream kept flowing. The stream runs
+        for at least 0.8 s, so that it had time for a heartbeat."""
+        if self.t_open:
+            left = self.t_open + 0.8 - time.monotonic()
+            if left > 0:
+                time.sleep(left)
         body = self.stop()
         assert self.error is None, f"innocent stream failed: {self.error!r}"
         assert self.head is not None and self.head.status == 200, \
@@ -447,3 +452,160 @@ def blackhole_listener():
     finally:
         probe.close()
     return listener, fillers, works
+
+
+# --- a flooding event-stream upstream ------------------------------------------------
+
+FLOOD_BLOCK = 64 * 1024
+
+
+def flood_block(k: int) -> bytes:
+    """Event number k of a flood: exactly FLOOD_BLOCK bytes, one SSE event."""
+    lead = b"id: %d\ndata: %010d " % (k, k)
+    return lead + b"x" * (FLOOD_BLOCK - len(lead) - 2) + b"\n\n"
+
+
+class Flood:
+    """State of one flooding upstream connection: an event stream (chunked,
+    one 64 KiB event per chunk) of `total` payload bytes, written with
+    non-blocking sends so that back-pressure shows up as a stalled `sent`
+    counter (`progress` records (time, payload bytes sent))."""
+
+    def __init__(self, total: int, time_limit: float = 40.0):
+        self.total = total
+        self.time_limit = time_limit
+        self.go = threading.Event()
+        self.sent = 0
+        self.progress: list[tuple[float, int]] = []
+        self.finished = False
+        self.failed_at: float | None = None
+        self.started_at: float | None = None
+
+    def sent_at(self, t: float) -> int:
+        best = 0
+        for ts, n in list(self.progress):
+            if ts <= t:
+                best = n
+        return best
+
+    def handler(self, c: RawConn):
+        c.read_head()
+        c.send(up.head_bytes(200, [("Content-Type", "text/event-stream"),
+                                   ("Transfer-Encoding", "chunked")]))
+        if not self.go.wait(15):
+            return
+        sock = c.sock
+        sock.setblocking(False)
+        self.started_at = time.monotonic()
+        deadline = self.started_at + self.time_limit
+        k = 0
+        pending = memoryview(b"")
+        while not c.stopping and time.monotonic() < deadline:
+            if not pending:
+                if self.sent >= self.total:
+                    break
+                pending = memoryview(up.chunk(flood_block(k)))
+                k += 1
+            _, w, _ = select.select([], [sock], [], 0.05)
+            if not w:
+                continue
+            try:
+                n = sock.send(pending)
+            except BlockingIOError:
+                continue
+            except OSError:
+                self.failed_at = time.monotonic()
+                return
+            pending = pending[n:]
+            self.sent += n  # framing bytes included; close enough for accounting
+            self.progress.append((time.monotonic(), self.sent))
+        if self.sent >= self.total and not pending:
+            try:
+                sock.setblocking(True)
+                sock.settimeout(5)
+                sock.sendall(up.LAST_CHUNK)
+                self.finished = True
+            except OSError:
+                self.failed_at = time.monotonic()
+                return
+        # Keep the connection until the proxy closes it (bounded).
+        sock.setblocking(True)
+        end = time.monotonic() + 5
+        while time.monotonic() < end and not c.stopping:
+            if c.recv_some(0.1) is None:
+                break
+
+
+def drain_chunked(conn: http.HttpConnection, on_data, timeout: float) -> bool:
+    """De-chunk a response body without keeping it: on_data(bytes) per piece.
+    True when the last chunk arrived, False on EOF inside the body; raises
+    ClientError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = conn.read_line(deadline).rstrip(b"\r\n")
+        size = int(line.split(b";", 1)[0], 16)
+        if size == 0:
+            conn.read_line(deadline)
+            return True
+        left = size
+        while left:
+            if not conn.buf and not conn._fill(deadline):
+                return False
+            piece = conn._take(min(left, len(conn.buf)))
+            left -= len(piece)
+            on_data(piece)
+        if conn.read_line(deadline) not in (b"\r\n", b"\n"):
+            raise http.ClientError("chunk not followed by CRLF")
+
+
+class FloodVerifier:
+    """Compares a de-chunked payload, piece by piece, with the flood's bytes."""
+
+    def __init__(self):
+        self.offset = 0
+        self.mismatch: str | None = None
+
+    def __call__(self, data: bytes):
+        if self.mismatch:
+            return
+        pos = 0
+        while pos < len(data):
+            k, inner = divmod(self.offset, FLOOD_BLOCK)
+            block = flood_block(k)
+            n = min(len(data) - pos, FLOOD_BLOCK - inner)
+            if data[pos:pos + n] != block[inner:inner + n]:
+                self.mismatch = (f"payload differs at byte {self.offset}: got {data[pos:pos + 40]!r}, "
+                                 f"expected {block[inner:inner + 40]!r}")
+                return
+            pos += n
+            self.offset += n
+
+
+# --- a stack for one test ---------------------------------------------------------------
+
+
+def hard_stack(start_proxy, upstream: up.Upstream, routes=(), innocent: bool = True, **overrides):
+    """A proxy with workers: 1 in front of `upstream` (extra `routes` may
+    point elsewhere), plus an innocent stream on it. Overrides as for
+    base_config."""
+    from types import SimpleNamespace
+
+    from .proxy import base_config
+    overrides.setdefault("workers", 1)
+    cfg = base_config(upstream.config_addr, **overrides)
+    if routes:
+        cfg["routes"] = list(routes)
+    p = start_proxy(cfg)
+    inn = Innocent(p.addr, upstream) if innocent else None
+    return SimpleNamespace(proxy=p, up=upstream, innocent=inn, addr=p.addr)
+
+
+def small_rcvbuf_connect(addr, rcvbuf: int = 65536, timeout: float = 10.0) -> http.HttpConnection:
+    """A client socket with a small receive buffer (set before connect, so the
+    window stays small), to make a stalled reader stall quickly."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(timeout)
+    s.connect(addr)
+    return http.HttpConnection(s, timeout)
