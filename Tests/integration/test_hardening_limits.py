@@ -286,8 +286,9 @@ def flood_stack(start_proxy, upstream, flood, keepalive="30s"):
 
 
 @pytest.mark.timeout(40)
-def test_stalled_client_backpressures_upstream_and_resumes_intact(start_proxy, upstream):
-    flood = Flood(200 * MiB)
+@pytest.mark.parametrize("content_type", ["text/event-stream", "application/octet-stream"])
+def test_stalled_client_backpressures_upstream_and_resumes_intact(start_proxy, upstream, content_type):
+    flood = Flood(200 * MiB, content_type=content_type)
     h = flood_stack(start_proxy, upstream, flood)
     try:
         conn = small_rcvbuf_connect(h.addr)
@@ -425,3 +426,62 @@ def _feed_chunked(conn, verify, want):
         st.left -= len(piece)
         want -= len(piece)
         verify(piece)
+
+
+# --- file-descriptor exhaustion -------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    import os
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.timeout(20)
+def test_fd_exhaustion_is_survived_without_spinning_or_flooding_the_log(start_proxy, upstream):
+    """RLIMIT_NOFILE is lowered on the running proxy so that accept() fails
+    with EMFILE while connections wait in the backlog. Like nginx (which
+    disables accept for a moment and logs once) the proxy must not busy-loop,
+    must keep its log in its own format and at a sane rate, must keep the
+    innocent stream going, and must serve again once fds are available."""
+    import resource
+    h = hard_stack(start_proxy, upstream, timeouts={"client_header": "5s"})
+    pid = h.proxy.proc.pid
+    time.sleep(0.2)
+    try:
+        old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (_fd(pid) + 6, old[1]))
+    except (PermissionError, OSError, ValueError) as e:
+        pytest.skip(f"cannot lower the proxy's RLIMIT_NOFILE: {e}")
+    held = []
+    try:
+        for _ in range(12):  # 6 use up the fds, the rest wait in the backlog
+            s = socket.socket()
+            s.settimeout(2)
+            s.connect(h.addr)
+            held.append(s)
+        n_lines = len(h.proxy.lines)
+        c0, t0 = _cpu_seconds(pid), time.monotonic()
+        time.sleep(1.5)
+        cpu = (_cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+        lines = h.proxy.lines[n_lines:]
+        h.innocent.assert_flowing(max_gap=1.0)
+    finally:
+        for s in held:
+            s.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+    unformatted = [l.text for l in lines if l.level is None]
+    assert len(unformatted) == 0, (f"{len(unformatted)} stderr lines in 1.5 s not in the proxy's log format "
+                             f"(`level timestamp message`), e.g. {unformatted[:3]}")
+    assert len(lines) < 100, f"{len(lines)} log lines in 1.5 s of fd exhaustion (log flood), e.g. {[l.text for l in lines[:3]]}"
+    assert cpu < 0.5, f"proxy used {cpu:.0%} CPU while accept() failed with EMFILE (busy loop)"
+    assert wait_until(lambda: _status_or_none(h.addr, "/after-exhaustion") == 200, 3, step=0.2), \
+        "not serving after fds became available again"
+    assert h.proxy.alive()
+    h.innocent.check()
+
+
+def _fd(pid):
+    from harness.hardening import fd_count
+    return fd_count(pid)

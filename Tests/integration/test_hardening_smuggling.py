@@ -361,6 +361,22 @@ def test_bad_chunked_framing_in_plain_response_never_looks_complete(su):
         conn.close()
 
 
+def test_endless_upstream_head_gives_502_not_unbounded_buffering(su):
+    """An upstream head far larger than any sane limit (2 MiB of one header)
+    is refused with 502 promptly, not buffered until the response timeout."""
+    path = "/huge-upstream-head"
+    su.up.route(path, [up.send(b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * (2 << 20)), up.hang(5)])
+    t0 = time.monotonic()
+    conn = http.connect(su.proxy.addr, timeout=5)
+    try:
+        conn.send(http.build_request("GET", path))
+        head = conn.read_head(timeout=5)
+    finally:
+        conn.close()
+    assert head.status == 502, head.raw[:300]
+    assert time.monotonic() - t0 < 2.5, "huge upstream head not refused before the response timeout"
+
+
 def test_upstream_100_continue_then_garbage(su):
     path = "/continue-garbage"
     su.up.route(path, [up.send(b"HTTP/1.1 100 Continue\r\n\r\n"), up.send(b"\x00garbage\r\n\r\n"), up.close()])

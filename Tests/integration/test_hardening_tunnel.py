@@ -215,6 +215,33 @@ def test_declined_upgrade_is_an_ordinary_response(t):
         conn.close()
 
 
+def test_bytes_after_a_declined_upgrade_are_http_not_tunnel(t):
+    """Upgrade request and, in the same write, a second request. The
+    upstream declines (200): no tunnel exists, so the second request is an
+    ordinary pipelined request (routed and parsed by the proxy), never raw
+    bytes on the /ws upstream connection (the WebSocket-smuggling pattern)."""
+    conn = http.connect(t.proxy.addr, timeout=5)
+    try:
+        conn.send(http.build_request("GET", "/ws/decline", WS_HEADERS) +
+                  http.build_request("GET", "/smuggled-after-upgrade"))
+        h1 = conn.read_head()
+        assert h1.status == 200 and conn.read_body(h1).data == b"declined", h1.raw
+        try:
+            h2 = conn.read_head(timeout=2)
+            second = http.Response(h2, conn.read_body(h2))
+        except http.ClientError as e:
+            assert "EOF" in str(e), f"second request neither answered nor the connection closed: {e}"
+            second = None
+    finally:
+        conn.close()
+    time.sleep(0.1)
+    rec = t.raw.records[t.n_raw]
+    assert b"smuggled-after-upgrade" not in bytes(rec.received), \
+        f"pipelined request tunnelled raw to the upstream: {bytes(rec.received)!r}"
+    if second is not None:
+        assert echoed_target(second) == "/smuggled-after-upgrade"
+
+
 # --- pipelining ----------------------------------------------------------------------------
 
 

@@ -471,8 +471,9 @@ class Flood:
     non-blocking sends so that back-pressure shows up as a stalled `sent`
     counter (`progress` records (time, payload bytes sent))."""
 
-    def __init__(self, total: int, time_limit: float = 40.0):
+    def __init__(self, total: int, time_limit: float = 40.0, content_type: str = "text/event-stream"):
         self.total = total
+        self.content_type = content_type
         self.time_limit = time_limit
         self.go = threading.Event()
         self.sent = 0
@@ -490,7 +491,7 @@ class Flood:
 
     def handler(self, c: RawConn):
         c.read_head()
-        c.send(up.head_bytes(200, [("Content-Type", "text/event-stream"),
+        c.send(up.head_bytes(200, [("Content-Type", self.content_type),
                                    ("Transfer-Encoding", "chunked")]))
         if not self.go.wait(15):
             return
