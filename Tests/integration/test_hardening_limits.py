@@ -485,3 +485,75 @@ def test_fd_exhaustion_is_survived_without_spinning_or_flooding_the_log(start_pr
 def _fd(pid):
     from harness.hardening import fd_count
     return fd_count(pid)
+
+
+# --- request bodies toward a slow upstream ----------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_upload_to_slow_upstream_is_backpressured_and_arrives_intact(start_proxy, upstream):
+    """The reverse direction of SPEC 4: a 200 MiB request body toward an
+    upstream that reads nothing for 1.5 s. The proxy must not buffer it
+    (RSS bounded, the client's sends stall), and once the upstream reads,
+    every byte arrives."""
+    import select
+    import threading
+    total = 200 * MiB
+    go = threading.Event()
+    result = {}
+
+    def handler(c):
+        c.read_head()
+        if not go.wait(10):
+            return
+        n, digest_ok = len(c.buf), all(b == 0x75 for b in c.buf)
+        c.buf.clear()
+        deadline = time.monotonic() + 20
+        while n < total and time.monotonic() < deadline:
+            d = c.recv_some(0.5)
+            if d is None:
+                break
+            n += len(d)
+            digest_ok = digest_ok and d.count(b"u") == len(d)
+        result.update(n=n, ok=digest_ok)
+        c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    raw = RawUpstream(handler)
+    try:
+        h = hard_stack(start_proxy, upstream, routes=[{"path": "/upload", "upstream": raw.config_addr}],
+                       timeouts={"response": "30s"})
+        pid = h.proxy.proc.pid
+        s = socket.socket()
+        s.connect(h.addr)
+        s.sendall(http.build_request("POST", "/upload", [("Content-Length", str(total))]))
+        time.sleep(0.3)
+        base = rss_bytes(pid)
+        s.setblocking(False)
+        block, sent, peak = b"u" * 65536, 0, base
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.5:
+            try:
+                sent += s.send(block)
+            except BlockingIOError:
+                select.select([], [s], [], 0.05)
+            peak = max(peak, rss_bytes(pid))
+        assert peak - base < 20 * MiB, f"proxy RSS grew {(peak - base) / MiB:.1f} MiB buffering an upload"
+        assert sent < 40 * MiB, f"client pushed {sent / MiB:.1f} MiB into a proxy whose upstream reads nothing"
+        h.innocent.assert_flowing(max_gap=1.0)
+        go.set()
+        deadline = time.monotonic() + 20
+        while sent < total and time.monotonic() < deadline:
+            try:
+                sent += s.send(block[:min(len(block), total - sent)])
+            except BlockingIOError:
+                select.select([], [s], [], 0.05)
+        s.setblocking(True)
+        s.settimeout(10)
+        conn = http.HttpConnection(s, 10)
+        head = conn.read_head()
+        assert head.status == 200, head.raw
+        s.close()
+        assert result.get("n") == total and result.get("ok"), f"upstream got {result}"
+        h.innocent.check()
+    finally:
+        raw.stop()

@@ -334,6 +334,25 @@ def test_pipelined_batch_with_malformed_third_request(t):
     assert "/pm/after-the-bad-one" not in targets and "/pm/bad" not in targets, targets
 
 
+@pytest.mark.parametrize("first", [
+    http.build_request("GET", "/cc/first", [("Connection", "close")]),
+    b"GET /cc/first HTTP/1.0\r\nHost: a\r\n\r\n",
+], ids=["connection_close", "http10_without_keepalive"])
+def test_nothing_answered_after_a_closing_request(t, first):
+    """RFC 9112 9.6: after a request that ends the connection, later
+    pipelined requests are not processed."""
+    conn = http.connect(t.proxy.addr, timeout=5)
+    try:
+        conn.send(first + http.build_request("GET", "/cc/second"))
+        data, closed = read_all(conn, 3)
+    finally:
+        conn.close()
+    responses, rest = split_responses(data)
+    assert len(responses) == 1 and echoed_target(responses[0]) == "/cc/first", data[:400]
+    assert closed and rest == b"", f"after the closing response: {rest[:200]!r}, closed={closed}"
+    assert "/cc/second" not in [r.target for r in t.up.requests[t.n_requests:]]
+
+
 def test_innocent_stream_survived_the_whole_module(shared):
     assert shared.proxy.alive()
     shared.innocent.check(max_gap=1.0)
