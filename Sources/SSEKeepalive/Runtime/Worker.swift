@@ -115,6 +115,7 @@ final class Worker: @unchecked Sendable {
         case .snapshot(let reply):
             var copy = metrics
             copy.connectionsOpen = connections.count
+            copy.acceptedByWorker = [index: metrics.connectionsAccepted]
             reply.deliver(copy, from: index)
         }
     }
