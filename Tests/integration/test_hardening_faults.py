@@ -82,10 +82,11 @@ def new_lines(f):
 
 def assert_quiet(f):
     """Disconnects by reset, broken pipe or EOF: debug only (SPEC 1.6)."""
+    assert wait_until(lambda: [l for l in f.proxy.lines[f.n_lines:] if l.level == "debug"], 1.0), \
+        "no debug line about the disconnect"
     lines = new_lines(f)
     loud = [l.text for l in lines if l.level in ("warning", "error", "critical")]
     assert not loud, f"disconnect logged at warning or above: {loud}"
-    assert [l for l in lines if l.level == "debug"], "no debug line about the disconnect"
 
 
 def open_sse(f, path):

@@ -243,7 +243,8 @@ def test_response_timeout_gives_504_with_one_line_body(start_proxy, upstream, sc
     assert r.head.get("content-type", "").startswith("text/plain"), r.head.raw
     one_line_text(r.body.data)
     assert 0.8 <= elapsed <= 2.5, f"504 after {elapsed:.2f}s with response 1s"
-    logged = [l for l in h.proxy.lines_at_or_above("warning") if upstream.config_addr in l.text]
+    logged = wait_until(lambda: [l for l in h.proxy.lines_at_or_above("warning")
+                                 if upstream.config_addr in l.text], 1.0)
     assert logged, f"upstream timeout not logged at warning/error with the address:\n{h.proxy.log_text()}"
     assert wait_until(lambda: upstream.connections[-1].closed_by_peer is not None, 2), \
         "the silent upstream connection was left open"
@@ -353,6 +354,7 @@ def test_client_not_draining_for_keepalive_is_closed_quietly(start_proxy, upstre
             conn.close()
         assert not done, "a stream cut for a stalled client ended with a final chunk"
         assert verify.mismatch is None, verify.mismatch
+        wait_until(lambda: [l for l in h.proxy.lines[n_lines:] if l.level == "debug"], 1.0)
         time.sleep(0.1)
         new = h.proxy.lines[n_lines:]
         assert not [l.text for l in new if l.level in ("notice", "warning", "error", "critical")

@@ -20,7 +20,7 @@ import pytest
 from conftest import require_binary
 from harness import client as http
 from harness import upstream as up
-from harness.hardening import Innocent, loud_lines, raw_exchange, read_all
+from harness.hardening import Innocent, loud_lines, raw_exchange, read_all, wait_until
 from harness.proxy import Proxy, base_config
 
 pytestmark = pytest.mark.proxy_only
@@ -65,11 +65,13 @@ def su(shared):
     n_lines = len(shared.proxy.lines)
     yield shared
     assert shared.proxy.alive(), f"proxy died:\n{shared.proxy.log_text()[-3000:]}"
-    time.sleep(0.05)
+    addr = shared.up.config_addr
+
+    def named_lines():
+        return [l for l in shared.proxy.lines[n_lines:] if l.level in ("warning", "error") and addr in l.text]
+    named = wait_until(named_lines, 1.0)  # the log is written asynchronously
     new = shared.proxy.lines[n_lines:]
     assert not [l.text for l in new if l.level == "critical"]
-    addr = shared.up.config_addr
-    named = [l for l in new if l.level in ("warning", "error") and addr in l.text]
     assert named, f"malformed upstream response not logged at warning/error with {addr}:\n" + \
         "\n".join(l.text for l in new)
     shared.innocent.assert_flowing(max_gap=1.0)
