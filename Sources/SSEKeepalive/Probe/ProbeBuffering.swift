@@ -140,11 +140,13 @@ public struct SenderClock: Equatable, Sendable {
         return "the \(ordinal) number in the event \(place) (\(kind.rawValue))"
     }
 
-    /// Events with this clock, as (arrival, send time in ns).
+    /// Events with this clock, as (arrival, send time in ns relative to the
+    /// first one; differences first, so large epoch values keep their precision).
     func samples(_ events: [ProbeMessage]) -> [(arrival: ProbeTime, sent: Double)] {
-        events.compactMap { e in
-            e.numbers.first { $0.source == source && $0.index == index }.map { (e.time, $0.value / unitsPerSecond * 1e9) }
-        }
+        let pairs = events.compactMap { e in e.numbers.first { $0.source == source && $0.index == index }.map { (e.time, $0.value) } }
+        guard let first = pairs.first?.1 else { return [] }
+        let nsPerUnit = 1e9 / unitsPerSecond
+        return pairs.map { ($0.0, ($0.1 - first) * nsPerUnit) }
     }
 
     /// 2000-01-01 .. 2100-01-01 in epoch seconds.
@@ -246,7 +248,7 @@ public struct ProbeLateness: Equatable, Sendable {
         let base = samples.map { Double($0.arrival) - $0.sent }.min()!
         let delays = samples.map { Double($0.arrival) - $0.sent - base }
         let late = delays.filter { $0 >= Double(lateThreshold) }.count
-        return ProbeLateness(samples: samples.count, late: late, maxDelay: ProbeTime(delays.max() ?? 0), replayed: replayed)
+        return ProbeLateness(samples: samples.count, late: late, maxDelay: ProbeTime((delays.max() ?? 0).rounded()), replayed: replayed)
     }
 
     /// At least two events and a quarter of them held half a second or more.
