@@ -137,7 +137,7 @@ public struct SenderClock: Equatable, Sendable {
     public var description: String {
         let ordinal = ["first", "second", "third", "fourth"][min(index, 3)]
         let place = source == .id ? "id" : "data"
-        return "the \(ordinal) number in the event \(place) (\(kind.rawValue))"
+        return "the event \(place)'s \(ordinal) number (\(kind.rawValue))"
     }
 
     /// Events with this clock, as (arrival, send time in ns relative to the

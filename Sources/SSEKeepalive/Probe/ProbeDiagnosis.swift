@@ -156,8 +156,8 @@ public struct ProbeAnalysis: Sendable {
         if buffering.detected {
             var detail = ""
             if buffering.method == "timestamps", let clock = buffering.clock, let late = buffering.lateness {
-                detail = "\(late.late) of \(late.samples) events arrived \(ProbeFormat.millis(ProbeLateness.lateThreshold)) or more "
-                    + "later than their send time allows, up to \(ProbeFormat.seconds(late.maxDelay)) s (send time: \(clock.description))"
+                detail = "\(late.late) of \(late.samples) events were held \(ProbeFormat.roughSeconds(ProbeLateness.lateThreshold)) s "
+                    + "or more, up to \(ProbeFormat.roughSeconds(late.maxDelay)) s, judged by their send times in \(clock.description)"
             } else {
                 let biggest = buffering.bursts.map(\.count).max() ?? 0
                 detail = "\(buffering.bursts.count) bursts of up to \(biggest) events within "
