@@ -59,7 +59,7 @@ public enum ProbeReport {
             out += row("comments", "\(r.commentCount)")
             if let g = a.gaps {
                 out += row("gaps", "min \(ProbeFormat.seconds(g.min)), median \(ProbeFormat.seconds(g.median)), "
-                           + "max \(ProbeFormat.seconds(g.max)) (\(g.count) gaps between events and comments)")
+                           + "max \(ProbeFormat.seconds(g.max)) (\(g.count) gap\(g.count == 1 ? "" : "s") between events and comments)")
             } else {
                 out += row("gaps", "-")
             }
