@@ -35,6 +35,8 @@ final class Connection {
 
     private var phase = Phase.awaitingRequest
     private var timerRole = TimerRole.none
+    /// Bytes waiting for the client when the drain or flush clock last started.
+    private var pendingAtDrainCheck = 0
     /// Settings of the config in force when the current request started.
     private var settings: ProxySettings
     private var exchange: Exchange?
@@ -406,7 +408,7 @@ final class Connection {
                 if clientOutput.count > config.streamBuffer {
                     // Backpressure: stop reading the upstream until the client drains (SPEC 4).
                     bufferevent_disable(upstream, Int16(EV_READ))
-                    arm(.drain, config.keepaliveTimeout)
+                    armDrainClock(.drain)
                 }
                 return
             }
@@ -638,11 +640,21 @@ final class Connection {
         case .heartbeat:
             sendHeartbeat()
         case .flush, .drain:
+            if clientOutput.count < pendingAtDrainCheck {
+                // Slow but reading: only a client that reads nothing for the whole timeout is cut.
+                armDrainClock(role)
+                return
+            }
             logger.debug("conn \(id): client \(peer) read nothing for \(config.keepaliveTimeout) with \(clientOutput.count) bytes waiting; closing")
             worker.metrics.clientDisconnected(.timeout)
             endExchange(.timeout)
             close()
         }
+    }
+
+    private func armDrainClock(_ role: TimerRole) {
+        pendingAtDrainCheck = clientOutput.count
+        arm(role, config.keepaliveTimeout)
     }
 
     private func arm(_ role: TimerRole, _ span: TimeSpan) {
@@ -708,7 +720,7 @@ final class Connection {
         // The write callback fires once the output is empty; a client that never reads is cut after keepalive.
         bufferevent_setwatermark(client, Int16(EV_WRITE), 0, 0)
         bufferevent_enable(client, Int16(EV_WRITE))
-        arm(.flush, config.keepaliveTimeout)
+        armDrainClock(.flush)
     }
 
     private func releaseUpstream() {

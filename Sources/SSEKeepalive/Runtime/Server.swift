@@ -28,6 +28,8 @@ public final class Server: @unchecked Sendable {
     public init(config: Config, configPath: String?, logLevelOverride: LogLevelName?, logger: Logger) throws(ServerError) {
         sse_ignore_sigpipe()
         evthread_use_pthreads()
+        // libevent's own messages go through our log handler, with a level.
+        event_set_log_callback(libeventLogCallback)
         guard let control = event_base_new() else { throw ServerError("cannot create an event base") }
         self.control = control
         self.config = config
@@ -233,4 +235,17 @@ private func workerStoppedCallback(_ fd: Int32, _ events: Int16, _ context: Unsa
 
 private func shutdownTimerCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
     Unmanaged<Server>.fromOpaque(context!).takeUnretainedValue().shutdownTimerFired()
+}
+
+/// libevent's internal messages, in our log format.
+private let libeventLogger = Logger(label: "libevent")
+
+private func libeventLogCallback(_ severity: Int32, _ message: UnsafePointer<CChar>?) {
+    let text = message.map { String(cString: $0) } ?? ""
+    switch severity {
+    case EVENT_LOG_DEBUG: libeventLogger.debug("libevent: \(text)")
+    case EVENT_LOG_MSG: libeventLogger.info("libevent: \(text)")
+    case EVENT_LOG_WARN: libeventLogger.warning("libevent: \(text)")
+    default: libeventLogger.error("libevent: \(text)")
+    }
 }
