@@ -119,3 +119,27 @@ def test_huge_header_gets_431(stack):
         conn.close()
     assert_still_serving(s.addr)
     assert not s.upstream.requests_for("/") or all(r.path == "/still-alive" for r in s.upstream.requests)
+
+
+def test_too_many_connections_gets_503(stack):
+    s = stack(limits={"max_connections": 2})
+    s.upstream.route("/events", up.event_stream([], end="hang"))
+    streams = [open_stream(s.addr, "/events") for _ in range(2)]
+    try:
+        assert [head.status for _, head in streams] == [200, 200]
+        # Several more connections: whichever worker takes them, the limit is
+        # the process's, so every one of them is refused.
+        statuses = []
+        for _ in range(4):
+            conn = http.connect(s.addr)
+            try:
+                conn.send(http.build_request("GET", "/events"))
+                statuses.append(conn.read_head().status)
+            finally:
+                conn.close()
+        assert statuses == [503] * 4, f"with 2 streams open and max_connections 2: {statuses}"
+    finally:
+        for conn, _ in streams:
+            conn.close()
+    time.sleep(0.3)
+    assert_still_serving(s.addr)
