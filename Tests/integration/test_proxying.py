@@ -242,3 +242,46 @@ def test_expect_100_continue(stack):
         assert e["body"] == b"hello"
     finally:
         conn.close()
+
+
+@pytest.mark.timeout(40)
+def test_concurrent_clients_never_mix_bytes(stack):
+    import threading
+    s = stack()
+    for k in range(4):
+        s.upstream.route(f"/stream/{k}", up.event_stream(
+            [(0.05, f"id: {k}-{i}\ndata: stream {k} event {i}\n\n".encode()) for i in range(15)]))
+    failures = []
+
+    def keepalive_client(k):
+        try:
+            conn = http.connect(s.addr, 10)
+            try:
+                for i in range(8):
+                    body = os.urandom(1000 + 997 * k + i)
+                    e = echoed(conn.request("POST", f"/c/{k}/{i}", body=body, timeout=10))
+                    if e["target"] != f"/c/{k}/{i}" or e["body"] != body:
+                        failures.append(f"client {k} request {i}: got {e['target']}")
+            finally:
+                conn.close()
+        except Exception as exc:
+            failures.append(f"client {k}: {exc!r}")
+
+    def stream_client(k):
+        from harness.streams import fetch_stream
+        from harness import sse
+        try:
+            head, body = fetch_stream(s.addr, f"/stream/{k}")
+            expected = [f"stream {k} event {i}" for i in range(15)]
+            if [e.data for e in sse.parse(body.data).events] != expected:
+                failures.append(f"stream {k}: {body.data[:200]!r}")
+        except Exception as exc:
+            failures.append(f"stream {k}: {exc!r}")
+
+    threads = [threading.Thread(target=keepalive_client, args=(k,)) for k in range(8)]
+    threads += [threading.Thread(target=stream_client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not failures, failures
