@@ -199,6 +199,7 @@ def test_sighup_with_invalid_file_keeps_old_config(upstream, start_proxy):
     upstream.route("/old", up.response(200, [], b"old-config"))
     cfg = base_config(upstream.config_addr)
     p = start_proxy(cfg)
+    assert http.request(p.addr, "GET", "/old").body.data == b"old-config"
     with open(p.config_path, "w") as f:
         f.write("listen: [unclosed\nheartbeat:\n  interval: nope\n")
     p.proc.send_signal(signal.SIGHUP)
@@ -210,3 +211,20 @@ def test_sighup_with_invalid_file_keeps_old_config(upstream, start_proxy):
     assert err, f"no error log naming the rejected file:\n{p.log_text()}"
     assert p.alive()
     assert http.request(p.addr, "GET", "/old").body.data == b"old-config"
+
+
+@pytest.mark.timeout(40)
+def test_sighup_right_after_ready_does_not_kill(upstream):
+    """Once `listening on` is logged, SIGHUP must be handled (reload), not
+    take the default action (terminate)."""
+    deaths = []
+    for attempt in range(20):
+        p = Proxy(base_config(upstream.config_addr))
+        try:
+            p.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.25)
+            if not p.alive():
+                deaths.append((attempt, p.proc.returncode, p.log_text()[-300:]))
+        finally:
+            p.stop()
+    assert not deaths, f"{len(deaths)}/20 proxies died from a SIGHUP sent right after 'listening on': {deaths[:2]}"
