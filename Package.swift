@@ -38,7 +38,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SSEKeepaliveTests",
-            dependencies: ["SSEKeepalive"]
+            dependencies: [
+                "SSEKeepalive",
+                .product(name: "Yams", package: "Yams"),
+            ]
         ),
     ]
 )

@@ -19,5 +19,6 @@
 #include <event2/util.h>
 
 static inline int sse_errno(void) { return errno; }
+static inline void sse_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
 
 #endif

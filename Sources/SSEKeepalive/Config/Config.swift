@@ -76,12 +76,17 @@ public struct RouteConfig: Equatable, Sendable {
     /// Fully resolved (top-level values inherited).
     public var heartbeat: HeartbeatSettings
     public var token: TokenSettings?
+    /// True only for `Router.fallback` (the route for unmatched paths, named
+    /// "default"), so that it is told apart from a user route on "/".
+    public var isFallback: Bool
 
-    public init(path: String, upstream: SocketAddressSpec? = nil, heartbeat: HeartbeatSettings, token: TokenSettings? = nil) {
+    public init(path: String, upstream: SocketAddressSpec? = nil, heartbeat: HeartbeatSettings, token: TokenSettings? = nil,
+                isFallback: Bool = false) {
         self.path = path
         self.upstream = upstream
         self.heartbeat = heartbeat
         self.token = token
+        self.isFallback = isFallback
     }
 }
 

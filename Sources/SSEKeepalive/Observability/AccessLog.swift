@@ -1,0 +1,118 @@
+import Logging
+
+/// One finished request or stream, for the access log (`log.access: true`).
+/// The runtime logs it at `info`, through `log(to:format:)`.
+public struct AccessLogEntry: Equatable, Sendable {
+    public enum Ending: String, Equatable, Sendable, CaseIterable {
+        /// The response was sent completely.
+        case complete
+        /// The client went away first.
+        case clientClosed = "client_closed"
+        /// The upstream closed (or reset) an unfinished response.
+        case upstreamClosed = "upstream_closed"
+        /// A proxy-side or socket error ended it (including error pages).
+        case error
+        /// A timeout ended it (connect, response head, idle slow client).
+        case timeout
+    }
+
+    /// Client address, `127.0.0.1:5555` / `[::1]:5555`.
+    public var client: String
+    public var method: String
+    /// The request-target as logged. It must already have gone through
+    /// `Redactor.redact(target:)`: this type prints it as given.
+    public var target: String
+    /// Status sent to the client; 0 when no response head was sent.
+    public var status: Int
+    /// Bytes written to the client (head and body, heartbeats included).
+    public var bytesSent: Int
+    /// From the request head's arrival to the end, in whole milliseconds.
+    public var durationMs: Int
+    /// The route's name (its path; `default` for the fallback).
+    public var route: String
+    public var heartbeats: Int
+    public var ending: Ending
+
+    public init(client: String, method: String, target: String, status: Int, bytesSent: Int, durationMs: Int,
+                route: String, heartbeats: Int, ending: Ending) {
+        self.client = client
+        self.method = method
+        self.target = target
+        self.status = status
+        self.bytesSent = bytesSent
+        self.durationMs = durationMs
+        self.route = route
+        self.heartbeats = heartbeats
+        self.ending = ending
+    }
+
+    /// The message for the log line.
+    ///
+    /// text: `access 127.0.0.1:5555 "GET /x?token=[REDACTED]" 200 1234B 15ms route=/events heartbeats=3 end=complete`
+    /// (in the quoted request and the route, `"`, `\` and control characters
+    /// are written as `\"`, `\\`, `\xHH`, so one entry is always one line).
+    ///
+    /// json: a standalone object with the fields in this order:
+    /// `{"client":"127.0.0.1:5555","method":"GET","target":"/x?token=[REDACTED]","status":200,"bytes_sent":1234,"duration_ms":15,"route":"/events","heartbeats":3,"end":"complete"}`.
+    public func line(format: LogFormat) -> String {
+        switch format {
+        case .text:
+            return "access \(Self.escaped(client)) \"\(Self.escaped(method)) \(Self.escaped(target))\" \(status) \(bytesSent)B \(durationMs)ms"
+                + " route=\(Self.escaped(route)) heartbeats=\(heartbeats) end=\(ending.rawValue)"
+        case .json:
+            var out = "{\"client\":"
+            JSON.appendString(client, to: &out)
+            out += ",\"method\":"
+            JSON.appendString(method, to: &out)
+            out += ",\"target\":"
+            JSON.appendString(target, to: &out)
+            out += ",\"status\":\(status),\"bytes_sent\":\(bytesSent),\"duration_ms\":\(durationMs),\"route\":"
+            JSON.appendString(route, to: &out)
+            out += ",\"heartbeats\":\(heartbeats),\"end\":"
+            JSON.appendString(ending.rawValue, to: &out)
+            out += "}"
+            return out
+        }
+    }
+
+    /// The fields as log metadata (numbers as numbers), keys as in the JSON line.
+    public var metadata: Logger.Metadata {
+        [
+            "client": .string(client),
+            "method": .string(method),
+            "target": .string(target),
+            "status": .stringConvertible(status),
+            "bytes_sent": .stringConvertible(bytesSent),
+            "duration_ms": .stringConvertible(durationMs),
+            "route": .string(route),
+            "heartbeats": .stringConvertible(heartbeats),
+            "end": .string(ending.rawValue),
+        ]
+    }
+
+    /// Logs the entry at `info`. text: the `line(format: .text)` message, no
+    /// metadata. json: message `access` with the fields as metadata, so the
+    /// handler's object is flat:
+    /// `{"ts":"…","level":"info","msg":"access","bytes_sent":1234,"client":"…",…}`
+    /// (metadata keys sorted, as for every JSON line).
+    public func log(to logger: Logger, format: LogFormat) {
+        switch format {
+        case .text: logger.info("\(line(format: .text))")
+        case .json: logger.info("access", metadata: metadata)
+        }
+    }
+
+    static func escaped(_ s: String) -> String {
+        guard s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0x22 || $0 == 0x5C }) else { return s }
+        var out = [UInt8]()
+        let hex = Array("0123456789abcdef".utf8)
+        for b in s.utf8 {
+            switch b {
+            case 0x22, 0x5C: out += [0x5C, b]
+            case 0..<0x20, 0x7F: out += [0x5C, UInt8(ascii: "x"), hex[Int(b >> 4)], hex[Int(b & 0xF)]]
+            default: out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

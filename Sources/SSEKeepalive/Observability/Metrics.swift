@@ -1,0 +1,236 @@
+/// Proxy metrics (SPEC 5) as a plain value.
+///
+/// Each worker thread owns one `MetricsSnapshot` as its live counters and
+/// bumps plain fields on its own thread: no atomics, no locks on the hot path.
+/// At scrape time the admin side takes a copy from every worker, sums them
+/// with `add`, and renders the Prometheus text exposition format 0.0.4.
+///
+/// Route keys are route names from the config (`Route.name`: the route's
+/// path, or "default" for the fallback). Never use a request path, a client
+/// address or a token as a key: every distinct key is a time series forever.
+
+public enum UpstreamErrorKind: String, CaseIterable, Sendable {
+    case connect, timeout, reset, malformed
+}
+
+/// How a client went away mid-exchange.
+public enum ClientDisconnectKind: String, CaseIterable, Sendable {
+    /// ECONNRESET or EPIPE.
+    case reset
+    /// A clean close in the middle of an exchange.
+    case eof
+    /// A slow or idle client cut by a timeout.
+    case timeout
+}
+
+public struct RouteCode: Hashable, Sendable {
+    public var route: String
+    public var code: Int
+    public init(route: String, code: Int) {
+        self.route = route
+        self.code = code
+    }
+}
+
+public struct RouteUpstreamError: Hashable, Sendable {
+    public var route: String
+    public var kind: UpstreamErrorKind
+    public init(route: String, kind: UpstreamErrorKind) {
+        self.route = route
+        self.kind = kind
+    }
+}
+
+public struct MetricsSnapshot: Equatable, Sendable {
+    /// route -> open event streams (gauge; +1 on open, -1 on close). A route
+    /// keeps its key at 0, so it is still exported once it has been seen.
+    public var streamsOpen: [String: Int] = [:]
+    /// route -> heartbeat comments written.
+    public var heartbeats: [String: Int] = [:]
+    /// Payload plus framing bytes written to clients.
+    public var bytesUpstreamToClient: Int = 0
+    /// Payload plus framing bytes written to upstreams.
+    public var bytesClientToUpstream: Int = 0
+    /// Finished requests by route and status code.
+    public var requests: [RouteCode: Int] = [:]
+    public var upstreamErrors: [RouteUpstreamError: Int] = [:]
+    public var clientDisconnects: [ClientDisconnectKind: Int] = [:]
+    /// Client connections open now (gauge).
+    public var connectionsOpen: Int = 0
+    public var connectionsAccepted: Int = 0
+    /// Accepted connections by worker index, to show how the kernel spreads them.
+    public var acceptedByWorker: [Int: Int] = [:]
+
+    public init() {}
+
+    // MARK: Hot-path helpers (plain field and dictionary increments)
+
+    @inline(__always) public mutating func streamOpened(route: String) { streamsOpen[route, default: 0] += 1 }
+    @inline(__always) public mutating func streamClosed(route: String) { streamsOpen[route, default: 0] -= 1 }
+    @inline(__always) public mutating func heartbeatWritten(route: String) { heartbeats[route, default: 0] += 1 }
+    @inline(__always) public mutating func requestFinished(route: String, code: Int) {
+        requests[RouteCode(route: route, code: code), default: 0] += 1
+    }
+    @inline(__always) public mutating func upstreamError(route: String, kind: UpstreamErrorKind) {
+        upstreamErrors[RouteUpstreamError(route: route, kind: kind), default: 0] += 1
+    }
+    @inline(__always) public mutating func clientDisconnected(_ kind: ClientDisconnectKind) {
+        clientDisconnects[kind, default: 0] += 1
+    }
+    @inline(__always) public mutating func connectionAccepted() {
+        connectionsAccepted += 1
+        connectionsOpen += 1
+    }
+    @inline(__always) public mutating func connectionClosed() { connectionsOpen -= 1 }
+
+    // MARK: Summing
+
+    /// Adds every counter and gauge of `other` (keys seen in either survive,
+    /// also with a 0 value).
+    public mutating func add(_ other: MetricsSnapshot) {
+        for (k, v) in other.streamsOpen { streamsOpen[k, default: 0] += v }
+        for (k, v) in other.heartbeats { heartbeats[k, default: 0] += v }
+        bytesUpstreamToClient += other.bytesUpstreamToClient
+        bytesClientToUpstream += other.bytesClientToUpstream
+        for (k, v) in other.requests { requests[k, default: 0] += v }
+        for (k, v) in other.upstreamErrors { upstreamErrors[k, default: 0] += v }
+        for (k, v) in other.clientDisconnects { clientDisconnects[k, default: 0] += v }
+        connectionsOpen += other.connectionsOpen
+        connectionsAccepted += other.connectionsAccepted
+        for (k, v) in other.acceptedByWorker { acceptedByWorker[k, default: 0] += v }
+    }
+
+    /// The sum of `snapshots`.
+    public static func sum<S: Sequence>(_ snapshots: S) -> MetricsSnapshot where S.Element == MetricsSnapshot {
+        var total = MetricsSnapshot()
+        for s in snapshots { total.add(s) }
+        return total
+    }
+
+    // MARK: Exposition
+
+    /// Prometheus text exposition format 0.0.4: every family once, `# HELP`
+    /// and `# TYPE` first (also for a family with no samples yet), samples
+    /// sorted by label values. Ends with a newline.
+    public func prometheusText(workers: Int, draining: Bool) -> String {
+        var out = PrometheusWriter()
+
+        out.family("sse_keepalive_streams_open", .gauge, "Event streams currently open, by route.")
+        for (route, v) in streamsOpen.sorted(by: { $0.key < $1.key }) {
+            out.sample("sse_keepalive_streams_open", [("route", route)], v)
+        }
+
+        out.family("sse_keepalive_heartbeats_total", .counter, "Heartbeat comments written to clients, by route.")
+        for (route, v) in heartbeats.sorted(by: { $0.key < $1.key }) {
+            out.sample("sse_keepalive_heartbeats_total", [("route", route)], v)
+        }
+
+        out.family("sse_keepalive_bytes_forwarded_total", .counter,
+                   "Bytes written by the proxy (payload and framing), by direction.")
+        out.sample("sse_keepalive_bytes_forwarded_total", [("direction", "client_to_upstream")], bytesClientToUpstream)
+        out.sample("sse_keepalive_bytes_forwarded_total", [("direction", "upstream_to_client")], bytesUpstreamToClient)
+
+        out.family("sse_keepalive_requests_total", .counter, "Finished requests, by route and response status code.")
+        let requestRows = requests.sorted { a, b in
+            a.key.route != b.key.route ? a.key.route < b.key.route : a.key.code < b.key.code
+        }
+        for (key, v) in requestRows {
+            out.sample("sse_keepalive_requests_total", [("route", key.route), ("code", String(key.code))], v)
+        }
+
+        out.family("sse_keepalive_upstream_errors_total", .counter,
+                   "Upstream failures, by route and kind (connect, timeout, reset, malformed).")
+        let errorRows = upstreamErrors.sorted { a, b in
+            a.key.route != b.key.route ? a.key.route < b.key.route : a.key.kind.rawValue < b.key.kind.rawValue
+        }
+        for (key, v) in errorRows {
+            out.sample("sse_keepalive_upstream_errors_total", [("route", key.route), ("kind", key.kind.rawValue)], v)
+        }
+
+        out.family("sse_keepalive_client_disconnects_total", .counter,
+                   "Clients gone mid-exchange, by kind (reset, eof, timeout).")
+        for kind in ClientDisconnectKind.allCases.sorted(by: { $0.rawValue < $1.rawValue }) {
+            out.sample("sse_keepalive_client_disconnects_total", [("kind", kind.rawValue)], clientDisconnects[kind] ?? 0)
+        }
+
+        out.family("sse_keepalive_connections_open", .gauge, "Client connections currently open.")
+        out.sample("sse_keepalive_connections_open", [], connectionsOpen)
+
+        out.family("sse_keepalive_connections_accepted_total", .counter, "Client connections accepted.")
+        out.sample("sse_keepalive_connections_accepted_total", [], connectionsAccepted)
+
+        out.family("sse_keepalive_worker_connections_accepted_total", .counter, "Client connections accepted, by worker.")
+        for (worker, v) in acceptedByWorker.sorted(by: { $0.key < $1.key }) {
+            out.sample("sse_keepalive_worker_connections_accepted_total", [("worker", String(worker))], v)
+        }
+
+        out.family("sse_keepalive_workers", .gauge, "Event-loop worker threads.")
+        out.sample("sse_keepalive_workers", [], workers)
+
+        out.family("sse_keepalive_draining", .gauge, "1 while shutting down (no longer accepting), else 0.")
+        out.sample("sse_keepalive_draining", [], draining ? 1 : 0)
+
+        return out.text
+    }
+}
+
+/// Builds exposition text (format 0.0.4).
+struct PrometheusWriter {
+    enum MetricType: String { case counter, gauge }
+
+    private(set) var text = ""
+
+    init() { text.reserveCapacity(2048) }
+
+    mutating func family(_ name: String, _ type: MetricType, _ help: String) {
+        text += "# HELP \(name) \(Self.escapeHelp(help))\n# TYPE \(name) \(type.rawValue)\n"
+    }
+
+    mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Int) {
+        text += name
+        if !labels.isEmpty {
+            text += "{"
+            for (i, (label, value)) in labels.enumerated() {
+                if i > 0 { text += "," }
+                text += label
+                text += "=\""
+                text += Self.escapeLabelValue(value)
+                text += "\""
+            }
+            text += "}"
+        }
+        text += " "
+        text += String(value)
+        text += "\n"
+    }
+
+    /// Label values: `\` -> `\\`, `"` -> `\"`, newline -> `\n`.
+    static func escapeLabelValue(_ s: String) -> String {
+        guard s.utf8.contains(where: { $0 == 0x5C || $0 == 0x22 || $0 == 0x0A }) else { return s }
+        var out = ""
+        out.reserveCapacity(s.utf8.count + 4)
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+        return out
+    }
+
+    /// HELP text: `\` -> `\\`, newline -> `\n`.
+    static func escapeHelp(_ s: String) -> String {
+        guard s.utf8.contains(where: { $0 == 0x5C || $0 == 0x0A }) else { return s }
+        var out = ""
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,109 @@
+/// Which headers cross the proxy, in each direction (SPEC 1.1 and 1.4).
+public enum HeaderPolicy {
+    /// Hop-by-hop fields of RFC 9110 section 7.6.1 (plus the legacy Proxy-Connection).
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
+    ]
+
+    /// Fields a `Connection` header may not remove: the message would lose its
+    /// framing, its Host or its media type while the proxy still relies on them.
+    static let notConnectionOptions: Set<String> = [
+        "host", "content-length", "content-type", "content-encoding",
+    ]
+
+    /// Removes hop-by-hop fields and every field named in `Connection`.
+    static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        let named = Set(headers.tokens("Connection")).subtracting(notConnectionOptions)
+        headers.removeAll { field in
+            let name = field.name.lowercasedASCII()
+            return hopByHop.contains(name) || named.contains(name)
+        }
+    }
+
+    /// Whether the client asked for an event stream (`Accept` lists text/event-stream).
+    public static func acceptsEventStream(_ headers: HTTPHeaders) -> Bool {
+        headers.tokens("Accept").contains { $0.split(separator: ";").first?.trimmingOWS() == "text/event-stream" }
+    }
+
+    /// Whether a Content-Type names text/event-stream (parameters ignored).
+    public static func isEventStream(contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingOWS() } ?? ""
+        return mediaType.asciiCaseInsensitiveEquals("text/event-stream")
+    }
+
+    /// Whether a response's payload is content-coded (anything but identity).
+    public static func isContentEncoded(_ headers: HTTPHeaders) -> Bool {
+        headers.tokens("Content-Encoding").contains { $0 != "identity" }
+    }
+
+    /// The head sent upstream for a client request. `target` is the rewritten
+    /// request-target; `bodyFraming` is how the proxy sends the body on.
+    public static func upstreamRequest(
+        _ request: RequestHead, target: String, bodyFraming: BodyFraming, upgrade: String? = nil
+    ) -> RequestHead {
+        var headers = request.headers
+        removeHopByHop(&headers)
+        headers.remove("Content-Length")
+        switch bodyFraming {
+        case .contentLength(let length): headers.add("Content-Length", String(length))
+        case .chunked: headers.add("Transfer-Encoding", "chunked")
+        case .none, .closeDelimited: break
+        }
+        if acceptsEventStream(request.headers) {
+            // The upstream must answer uncompressed: the proxy has to see event boundaries.
+            headers.remove("Accept-Encoding")
+        }
+        if request.version == .http10 && !headers.contains("Host") {
+            // Not required in 1.0, but the upstream speaks 1.1.
+            headers.add("Host", "localhost")
+        }
+        if let upgrade {
+            // The one hop-by-hop pair that crosses: a tunnel request (SPEC 1.1).
+            headers.add("Upgrade", upgrade)
+            headers.add("Connection", "upgrade")
+        } else {
+            // One upstream connection per exchange: the response ends with it at worst.
+            headers.add("Connection", "close")
+        }
+        return RequestHead(method: request.method, target: target, version: .http11, headers: headers)
+    }
+
+    /// The head sent to the client for an upstream response.
+    public static func clientResponse(
+        _ response: ResponseHead, plan: ResponsePlan
+    ) -> ResponseHead {
+        var headers = response.headers
+        let upgrade = response.headers["Upgrade"]
+        removeHopByHop(&headers)
+        if plan.isTunnel {
+            if let upgrade { headers.add("Upgrade", upgrade) }
+            headers.add("Connection", "upgrade")
+            return ResponseHead(version: .http11, status: response.status, reason: response.reason, headers: headers)
+        }
+        if plan.isEventStream {
+            headers.remove("Content-Length")
+            headers.remove("X-Accel-Buffering")
+            headers.set("Cache-Control", "no-cache")
+            headers.add("X-Accel-Buffering", "no")
+        }
+        switch plan.clientFraming {
+        case .chunked:
+            headers.remove("Content-Length")
+            headers.add("Transfer-Encoding", "chunked")
+        case .closeDelimited:
+            headers.remove("Content-Length")
+        case .contentLength(let length):
+            // Stated once and exactly (the upstream may have sent "5, 5" or duplicates).
+            if headers.values("Content-Length") != [String(length)] { headers.set("Content-Length", String(length)) }
+        case .none:
+            break
+        }
+        if !plan.keepAlive {
+            headers.add("Connection", "close")
+        } else if plan.clientVersion == .http10 {
+            headers.add("Connection", "keep-alive")
+        }
+        return ResponseHead(version: .http11, status: response.status, reason: response.reason, headers: headers)
+    }
+}

@@ -1,0 +1,55 @@
+/// Everything a worker needs from the config, computed once per (re)load and
+/// shared read-only by the connections that started under it.
+final class ProxySettings: @unchecked Sendable {
+    /// One route, ready to serve.
+    final class Route: @unchecked Sendable {
+        let config: RouteConfig
+        let name: String
+        let upstream: ResolvedAddress
+        /// nil when the route's heartbeats are off.
+        let heartbeat: HeartbeatBytes?
+        let heartbeatInterval: TimeSpan?
+
+        init(config: RouteConfig, name: String, upstream: ResolvedAddress) {
+            self.config = config
+            self.name = name
+            self.upstream = upstream
+            self.heartbeatInterval = config.heartbeat.interval
+            self.heartbeat = config.heartbeat.interval == nil
+                ? nil : HeartbeatBytes(comment: config.heartbeat.comment, blankLine: config.heartbeat.blankLine)
+        }
+    }
+
+    let config: Config
+    let router: Router
+    /// Hides every configured token parameter in logged URLs (SPEC 1.5).
+    let redactor: Redactor
+    private let routesByPath: [String: Route]
+    let fallback: Route
+
+    init(config: Config) throws(ResolvedAddress.Failure) {
+        self.config = config
+        self.router = Router(config: config)
+        self.redactor = Redactor(config: config)
+        var resolved: [SocketAddressSpec: ResolvedAddress] = [:]
+        func address(_ spec: SocketAddressSpec) throws(ResolvedAddress.Failure) -> ResolvedAddress {
+            if let known = resolved[spec] { return known }
+            let address = try ResolvedAddress(spec)
+            resolved[spec] = address
+            return address
+        }
+        var routes: [String: Route] = [:]
+        for route in config.routes {
+            routes[route.path] = Route(config: route, name: route.name, upstream: try address(route.upstream ?? config.upstream))
+        }
+        self.routesByPath = routes
+        let fallbackConfig = router.fallback
+        self.fallback = Route(config: fallbackConfig, name: fallbackConfig.name,
+                              upstream: try address(fallbackConfig.upstream ?? config.upstream))
+    }
+
+    func route(for path: Substring) -> Route {
+        let matched = router.route(for: path)
+        return routesByPath[matched.path].flatMap { $0.config == matched ? $0 : nil } ?? fallback
+    }
+}

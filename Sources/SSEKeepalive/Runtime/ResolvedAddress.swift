@@ -1,0 +1,87 @@
+import CLibevent
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A socket address ready for bind/connect, resolved once from a config spec.
+struct ResolvedAddress: @unchecked Sendable, CustomStringConvertible {
+    let spec: SocketAddressSpec
+    private(set) var storage = sockaddr_storage()
+    private(set) var length: socklen_t = 0
+
+    var description: String { spec.description }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    init(_ spec: SocketAddressSpec) throws(Failure) {
+        self.spec = spec
+        switch spec {
+        case .unix(let path):
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            let capacity = MemoryLayout.size(ofValue: addr.sun_path)
+            guard path.utf8.count < capacity else { throw Failure(description: "unix socket path too long: \(path)") }
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                raw.copyBytes(from: path.utf8)
+                raw[path.utf8.count] = 0
+            }
+            withUnsafeMutableBytes(of: &storage) { $0.copyBytes(from: withUnsafeBytes(of: addr) { Array($0) }) }
+            length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        case .inet(let host, let port):
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            hints.ai_flags = AI_NUMERICSERV
+            var result: UnsafeMutablePointer<addrinfo>?
+            let status = getaddrinfo(host, String(port), &hints, &result)
+            guard status == 0, let first = result else {
+                throw Failure(description: "cannot resolve \(host): \(String(cString: gai_strerror(status)))")
+            }
+            defer { freeaddrinfo(result) }
+            withUnsafeMutableBytes(of: &storage) { dst in
+                dst.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+            }
+            length = first.pointee.ai_addrlen
+        }
+    }
+
+    func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, Int32) -> R) -> R {
+        withUnsafeBytes(of: storage) { raw in
+            body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), Int32(length))
+        }
+    }
+}
+
+enum SocketErrors {
+    /// Errors that mean "the peer went away": logged at debug only (SPEC 1.6).
+    static func isQuietDisconnect(_ code: Int32) -> Bool {
+        code == ECONNRESET || code == EPIPE || code == ECONNABORTED
+    }
+
+    static func describe(_ code: Int32) -> String {
+        String(cString: strerror(code)).lowercased()
+    }
+
+    /// "127.0.0.1:52311" for a peer address, "unix" for local sockets.
+    static func describe(peer address: UnsafePointer<sockaddr>?) -> String {
+        guard let address else { return "-" }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        switch Int32(address.pointee.sa_family) {
+        case AF_INET:
+            return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                var a = sin.pointee.sin_addr
+                inet_ntop(AF_INET, &a, &text, socklen_t(text.count))
+                return "\(String(cString: text)):\(UInt16(bigEndian: sin.pointee.sin_port))"
+            }
+        case AF_INET6:
+            return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                var a = sin6.pointee.sin6_addr
+                inet_ntop(AF_INET6, &a, &text, socklen_t(text.count))
+                return "[\(String(cString: text))]:\(UInt16(bigEndian: sin6.pointee.sin6_port))"
+            }
+        default:
+            return "unix"
+        }
+    }
+}

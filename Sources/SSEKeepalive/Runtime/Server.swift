@@ -1,0 +1,236 @@
+import CLibevent
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The running proxy. The main thread runs a small control loop (signals,
+/// reload, shutdown, admin endpoint); each worker thread runs its own loop
+/// with its own listeners on the same ports.
+public final class Server: @unchecked Sendable {
+    private let control: OpaquePointer
+    private var config: Config
+    private let configPath: String?
+    private let logLevelOverride: LogLevelName?
+    private var logger: Logger
+    private var workers: [Worker] = []
+    private var listening: Set<SocketAddressSpec> = []
+    private var admin: AdminServer?
+    private var draining = false
+    private let stoppedWorkers = Mutex(0)
+    private var events: [OpaquePointer] = []
+    private var workerStoppedEvent: OpaquePointer?
+    private var shutdownTimer: OpaquePointer?
+    private var shutdownStage = 0
+
+    /// Opens every listener (failing fast on a port in use) but serves nothing until `run()`.
+    public init(config: Config, configPath: String?, logLevelOverride: LogLevelName?, logger: Logger) throws(ServerError) {
+        sse_ignore_sigpipe()
+        evthread_use_pthreads()
+        guard let control = event_base_new() else { throw ServerError("cannot create an event base") }
+        self.control = control
+        self.config = config
+        self.configPath = configPath
+        self.logLevelOverride = logLevelOverride
+        self.logger = logger
+
+        let settings = try Self.settings(for: config)
+        let count = Self.workerCount(config.workers)
+        let openConnections = ConnectionCount()
+        for index in 0..<count {
+            workers.append(try Worker(index: index, settings: settings, logger: logger, openConnections: openConnections) {
+                [unowned self] _ in self.workerStopped()
+            })
+        }
+        try listen(on: config.listen)
+        if let adminAddress = config.adminListen {
+            admin = try AdminServer(base: control, address: Self.resolve(adminAddress), server: self)
+            logger.info("admin endpoint on http://\(adminAddress)/metrics")
+        }
+        logger.info("\(count) worker\(count == 1 ? "" : "s"), upstream \(config.upstream)")
+    }
+
+    deinit {
+        for event in events { event_free(event) }
+        if let workerStoppedEvent { event_free(workerStoppedEvent) }
+        if let shutdownTimer { event_free(shutdownTimer) }
+        admin = nil
+        event_base_free(control)
+    }
+
+    /// Runs until shut down; returns the exit status.
+    public func run() -> Int32 {
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        for number in [SIGTERM, SIGINT, SIGHUP] {
+            if let event = event_new(control, number, Int16(EV_SIGNAL | EV_PERSIST), signalCallback, context) {
+                event_add(event, nil)
+                events.append(event)
+            }
+        }
+        workerStoppedEvent = event_new(control, -1, 0, workerStoppedCallback, context)
+        shutdownTimer = event_new(control, -1, 0, shutdownTimerCallback, context)
+        for worker in workers {
+            do { try worker.start() } catch {
+                logger.critical("\(error.description)")
+                return 1
+            }
+        }
+        event_base_loop(control, EVLOOP_NO_EXIT_ON_EMPTY)
+        logger.info("stopped")
+        return 0
+    }
+
+    // MARK: Listeners
+
+    /// One socket per worker per address; all or nothing.
+    private func listen(on specs: [SocketAddressSpec]) throws(ServerError) {
+        var opened: [[SocketAddressSpec: Int32]] = Array(repeating: [:], count: workers.count)
+        do {
+            for spec in specs where !listening.contains(spec) {
+                let address = try Self.resolve(spec)
+                for index in workers.indices {
+                    opened[index][spec] = try ListenSocket.open(address, reusePort: true)
+                }
+            }
+        } catch {
+            for sockets in opened { for fd in sockets.values { Glibc.close(fd) } }
+            throw error
+        }
+        for (index, sockets) in opened.enumerated() where !sockets.isEmpty {
+            workers[index].send(.adopt(sockets))
+        }
+        for spec in specs where !listening.contains(spec) {
+            logger.info("listening on \(spec)")
+            listening.insert(spec)
+        }
+    }
+
+    // MARK: Signals
+
+    fileprivate func received(signal number: Int32) {
+        switch number {
+        case SIGHUP: reload()
+        default: beginShutdown(signal: number)
+        }
+    }
+
+    /// SIGHUP: re-read the file; a bad file changes nothing (SPEC 2).
+    private func reload() {
+        guard !draining else { return }
+        let newConfig: Config
+        let settings: ProxySettings
+        do {
+            newConfig = try ConfigLoader.load(path: configPath)
+            settings = try Self.settings(for: newConfig)
+            try listen(on: newConfig.listen)
+        } catch {
+            logger.error("reload rejected, the running configuration stays: \(error)")
+            return
+        }
+        let removed = listening.subtracting(newConfig.listen)
+        let level = (logLevelOverride ?? newConfig.logLevel).swiftLogLevel
+        for worker in workers {
+            worker.send(.apply(settings, level))
+            if !removed.isEmpty { worker.send(.unlisten(Array(removed))) }
+        }
+        for spec in removed { logger.info("no longer listening on \(spec)") }
+        listening.subtract(removed)
+        if newConfig.adminListen != config.adminListen {
+            admin = nil
+            if let adminAddress = newConfig.adminListen {
+                do {
+                    admin = try AdminServer(base: control, address: Self.resolve(adminAddress), server: self)
+                } catch {
+                    logger.error("admin endpoint: \(error)")
+                }
+            }
+        }
+        if newConfig.workers != config.workers {
+            logger.notice("a change of workers takes effect at the next start")
+        }
+        logger.logLevel = level
+        config = newConfig
+        logger.notice("configuration reloaded from \(newConfig.sourceFile ?? "built-in defaults")")
+    }
+
+    /// SIGTERM/SIGINT: stop accepting, let requests finish, end streams after the grace; a second signal exits at once.
+    private func beginShutdown(signal number: Int32) {
+        if draining {
+            logger.notice("second signal: exiting now")
+            exit(128 + number)
+        }
+        draining = true
+        logger.notice("signal \(number): draining; event streams end in \(config.shutdownGrace)")
+        for worker in workers { worker.send(.drain) }
+        armShutdownTimer(config.shutdownGrace)
+    }
+
+    fileprivate func shutdownTimerFired() {
+        shutdownStage += 1
+        if shutdownStage == 1 {
+            for worker in workers { worker.send(.endStreams) }
+            // Clients that do not read their last bytes get a few seconds, not forever.
+            armShutdownTimer(.seconds(5))
+        } else {
+            logger.warning("workers did not finish in time; exiting")
+            event_base_loopbreak(control)
+        }
+    }
+
+    private func armShutdownTimer(_ span: TimeSpan) {
+        guard let shutdownTimer else { return }
+        var tv = timeval(tv_sec: span.milliseconds / 1000, tv_usec: (span.milliseconds % 1000) * 1000)
+        event_add(shutdownTimer, &tv)
+    }
+
+    /// Called on a worker's thread when its loop has ended.
+    private func workerStopped() {
+        stoppedWorkers.withLock { $0 += 1 }
+        if let workerStoppedEvent { event_active(workerStoppedEvent, Int32(EV_READ), 0) }
+    }
+
+    fileprivate func checkAllStopped() {
+        if stoppedWorkers.withLock({ $0 }) == workers.count { event_base_loopbreak(control) }
+    }
+
+    // MARK: Admin
+
+    var isDraining: Bool { draining }
+
+    /// Sums every worker's counters (each copies its own on its own thread).
+    func collectMetrics() -> (MetricsSnapshot, workers: Int) {
+        let reply = MetricsReply(workers: workers.count)
+        for worker in workers { worker.send(.snapshot(reply)) }
+        return (reply.wait(timeoutMs: 1000).total, workers.count)
+    }
+
+    // MARK: Helpers
+
+    private static func settings(for config: Config) throws(ServerError) -> ProxySettings {
+        do { return try ProxySettings(config: config) } catch { throw ServerError(error.description) }
+    }
+
+    private static func resolve(_ spec: SocketAddressSpec) throws(ServerError) -> ResolvedAddress {
+        do { return try ResolvedAddress(spec) } catch { throw ServerError(error.description) }
+    }
+
+    static func workerCount(_ setting: WorkerCount) -> Int {
+        switch setting {
+        case .auto: return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        case .count(let n): return n
+        }
+    }
+}
+
+private func signalCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
+    Unmanaged<Server>.fromOpaque(context!).takeUnretainedValue().received(signal: fd)
+}
+
+private func workerStoppedCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
+    Unmanaged<Server>.fromOpaque(context!).takeUnretainedValue().checkAllStopped()
+}
+
+private func shutdownTimerCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
+    Unmanaged<Server>.fromOpaque(context!).takeUnretainedValue().shutdownTimerFired()
+}

@@ -1,0 +1,244 @@
+import CLibevent
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One event loop on one thread: its listeners, its connections, its timers,
+/// its counters. Nothing here is touched by another thread except the
+/// mailbox, which the server fills and the worker empties on its own loop.
+final class Worker: @unchecked Sendable {
+    enum Command: @unchecked Sendable {
+        /// Start accepting on these already-listening sockets.
+        case adopt([SocketAddressSpec: Int32])
+        /// Stop accepting on these addresses.
+        case unlisten([SocketAddressSpec])
+        /// New connections use these settings; open streams take their route's new heartbeat.
+        case apply(ProxySettings, Logger.Level)
+        /// Stop accepting, close idle connections, close the rest as they finish.
+        case drain
+        /// The shutdown grace is over: end event streams and cut what is left.
+        case endStreams
+        case snapshot(MetricsReply)
+    }
+
+    let index: Int
+    let base: OpaquePointer
+    private(set) var logger: Logger
+    private(set) var settings: ProxySettings
+    private(set) var draining = false
+    /// Live counters of this worker; copied out on request, never shared.
+    var metrics = MetricsSnapshot()
+    /// Routes already warned about a compressed event stream (SPEC 1.4: once per route).
+    var warnedCompressedRoutes: Set<String> = []
+
+    private var listeners: [SocketAddressSpec: OpaquePointer] = [:]
+    private var connections: [ObjectIdentifier: Connection] = [:]
+    private var commonTimeouts: [Int: UnsafePointer<timeval>] = [:]
+    private var nextConnectionNumber: UInt64 = 0
+    private let mailbox = Mutex<[Command]>([])
+    private var wakeEvent: OpaquePointer?
+    private var stopped = false
+    private let onStop: @Sendable (Int) -> Void
+    /// Open client connections across all workers (`limits.max_connections` is global).
+    private let openConnections: ConnectionCount
+
+    init(index: Int, settings: ProxySettings, logger: Logger, openConnections: ConnectionCount,
+         onStop: @escaping @Sendable (Int) -> Void) throws(ServerError) {
+        guard let base = event_base_new() else { throw ServerError("cannot create an event base") }
+        self.index = index
+        self.base = base
+        self.settings = settings
+        self.logger = logger
+        self.onStop = onStop
+        self.openConnections = openConnections
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        wakeEvent = event_new(base, -1, 0, wakeCallback, context)
+    }
+
+    deinit {
+        for listener in listeners.values { evconnlistener_free(listener) }
+        if let wakeEvent { event_free(wakeEvent) }
+        event_base_free(base)
+    }
+
+    // MARK: Thread and mailbox
+
+    /// Runs the loop on a new thread until the worker has drained.
+    func start() throws(ServerError) {
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(self).toOpaque()
+        guard pthread_create(&thread, nil, workerThreadMain, context) == 0 else {
+            Unmanaged<Worker>.fromOpaque(context).release()
+            throw ServerError("cannot start worker thread \(index)")
+        }
+        pthread_detach(thread)
+    }
+
+    fileprivate func runLoop() {
+        event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY)
+        onStop(index)
+    }
+
+    /// Thread-safe: queue a command and wake the loop.
+    func send(_ command: Command) {
+        mailbox.withLock { $0.append(command) }
+        if let wakeEvent { event_active(wakeEvent, Int32(EV_READ), 0) }
+    }
+
+    fileprivate func wake() {
+        let commands = mailbox.withLock { queued in
+            defer { queued.removeAll() }
+            return queued
+        }
+        for command in commands { perform(command) }
+    }
+
+    private func perform(_ command: Command) {
+        switch command {
+        case .adopt(let sockets):
+            for (spec, fd) in sockets { adopt(fd, for: spec) }
+        case .unlisten(let specs):
+            for spec in specs {
+                if let listener = listeners.removeValue(forKey: spec) { evconnlistener_free(listener) }
+            }
+        case .apply(let newSettings, let level):
+            settings = newSettings
+            logger.logLevel = level
+            for connection in connections.values { connection.settingsChanged() }
+        case .drain:
+            draining = true
+            for listener in listeners.values { evconnlistener_free(listener) }
+            listeners.removeAll()
+            for connection in Array(connections.values) { connection.closeIfIdle() }
+            stopIfDrained()
+        case .endStreams:
+            for connection in Array(connections.values) { connection.endForShutdown() }
+            stopIfDrained()
+        case .snapshot(let reply):
+            var copy = metrics
+            copy.connectionsOpen = connections.count
+            copy.acceptedByWorker = [index: metrics.connectionsAccepted]
+            reply.deliver(copy, from: index)
+        }
+    }
+
+    private func stopIfDrained() {
+        guard draining, connections.isEmpty, !stopped else { return }
+        stopped = true
+        event_base_loopbreak(base)
+    }
+
+    // MARK: Listening
+
+    private func adopt(_ fd: Int32, for spec: SocketAddressSpec) {
+        let flags = UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        guard !draining, let listener = evconnlistener_new(base, acceptCallback, context, flags, 0, fd) else {
+            Glibc.close(fd)
+            return
+        }
+        if let old = listeners.updateValue(listener, forKey: spec) { evconnlistener_free(old) }
+    }
+
+    fileprivate func accept(fd: Int32, peer: UnsafeMutablePointer<sockaddr>?) {
+        nextConnectionNumber &+= 1
+        let peerName = SocketErrors.describe(peer: UnsafePointer(peer))
+        let id = "\(index).\(nextConnectionNumber)"
+        guard let connection = Connection(worker: self, fd: fd, id: id, peer: peerName) else {
+            evutil_closesocket(fd)
+            logger.warning("cannot set up a connection from \(peerName)")
+            return
+        }
+        connections[ObjectIdentifier(connection)] = connection
+        metrics.connectionsAccepted += 1
+        if openConnections.increment() > settings.config.maxConnections {
+            connection.reject(status: 503, message: "too many connections")
+        } else {
+            connection.start()
+        }
+    }
+
+    func forget(_ connection: Connection) {
+        guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        openConnections.decrement()
+        stopIfDrained()
+    }
+
+    // MARK: Timers
+
+    /// libevent's common timeout for `span` on this base: O(1) re-arming when many timers share it.
+    func commonTimeout(_ span: TimeSpan) -> UnsafePointer<timeval> {
+        if let known = commonTimeouts[span.milliseconds] { return known }
+        var tv = timeval(tv_sec: span.milliseconds / 1000, tv_usec: (span.milliseconds % 1000) * 1000)
+        // libevent allows 256 per base; reloads with ever new intervals fall back to a plain timeval.
+        let common = commonTimeouts.count < 200 ? event_base_init_common_timeout(base, &tv) : nil
+        let pointer = common ?? {
+            let own = UnsafeMutablePointer<timeval>.allocate(capacity: 1)
+            own.initialize(to: tv)
+            return UnsafePointer(own)
+        }()
+        commonTimeouts[span.milliseconds] = pointer
+        return pointer
+    }
+}
+
+/// Client connections open across workers: touched once per accept and close, never per read.
+final class ConnectionCount: Sendable {
+    private let value = Atomic<Int>(0)
+
+    /// The count including the new connection.
+    func increment() -> Int { value.wrappingAdd(1, ordering: .relaxed).newValue }
+    func decrement() { value.wrappingSubtract(1, ordering: .relaxed) }
+}
+
+/// A scrape in progress: each worker drops its copy here from its own thread.
+final class MetricsReply: @unchecked Sendable {
+    private let state: Mutex<(total: MetricsSnapshot, perWorker: [Int: MetricsSnapshot], pending: Int)>
+
+    init(workers: Int) {
+        state = Mutex((MetricsSnapshot(), [:], workers))
+    }
+
+    func deliver(_ snapshot: MetricsSnapshot, from worker: Int) {
+        state.withLock {
+            $0.total.add(snapshot)
+            $0.perWorker[worker] = snapshot
+            $0.pending -= 1
+        }
+    }
+
+    /// Waits (polling, bounded) until every worker answered or `timeoutMs` passed.
+    func wait(timeoutMs: Int) -> (total: MetricsSnapshot, perWorker: [Int: MetricsSnapshot]) {
+        var waited = 0
+        while waited < timeoutMs * 2 {
+            if state.withLock({ $0.pending <= 0 }) { break }
+            usleep(500)
+            waited += 1
+        }
+        return state.withLock { ($0.total, $0.perWorker) }
+    }
+}
+
+private func workerThreadMain(_ context: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    let worker = Unmanaged<Worker>.fromOpaque(context!).takeRetainedValue()
+    worker.runLoop()
+    return nil
+}
+
+private func wakeCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().wake()
+}
+
+private func acceptCallback(
+    _ listener: OpaquePointer?, _ fd: Int32, _ peer: UnsafeMutablePointer<sockaddr>?, _ length: Int32,
+    _ context: UnsafeMutableRawPointer?
+) {
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().accept(fd: fd, peer: peer)
+}
+
+public struct ServerError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}

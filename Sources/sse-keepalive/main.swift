@@ -1,2 +1,0 @@
-import SSEKeepalive
-print("sse-keepalive")
