@@ -387,9 +387,8 @@ enum FuzzResponseChunked {
 // MARK: - SSE heartbeats (sse_heartbeat)
 
 /// The proxy's handling of one event stream, step for step as
-/// Runtime/Connection.swift does it (writePayload, holdLeadingBOM,
-/// releaseHeldBytes, sendHeartbeat, finishResponse), built from the pure
-/// EventStream types. Besides, after every write the cursor is compared with
+/// Runtime/Connection.swift does it (forwardResponseBody with the BOM gate,
+/// sendHeartbeat, finishResponse), built from the same pure EventStream types. Besides, after every write the cursor is compared with
 /// one stepped over every output byte.
 struct FuzzStreamProxy {
     let heartbeat: HeartbeatBytes
@@ -397,16 +396,14 @@ struct FuzzStreamProxy {
     var reference = SSECursor.Position.eventBoundary
     var output: [UInt8] = []
     var heartbeatRanges: [Range<Int>] = []
-    var sentPayload = false
-    var checkLeadingBOM = false
-    var held: [UInt8] = []
+    var gate = LeadingBOMGate()
     var strippedBOMs = 0
 
     init(heartbeat: HeartbeatBytes) { self.heartbeat = heartbeat }
 
     /// The heartbeat timer fired (Connection.sendHeartbeat).
     mutating func idle() throws(FuzzPropertyFailure) {
-        guard held.isEmpty, let form = cursor.safeHeartbeat else { return }
+        guard gate.held.isEmpty, let form = cursor.safeHeartbeat else { return }
         let bytes = heartbeat.bytes(form)
         try fuzzCheck(bytes.first == 0x3A && bytes.last == 0x0A && !bytes.contains(0x0D)
                       && bytes.dropLast(form == .boundary && heartbeat.blankLine ? 2 : 1).allSatisfy { $0 != 0x0A },
@@ -416,44 +413,35 @@ struct FuzzStreamProxy {
         cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
         try fuzzCheck(cursor.position == reference,
                       "after a \(form) heartbeat the cursor says \(cursor.position), the bytes say \(reference)")
-        if !sentPayload { checkLeadingBOM = true }
+        gate.heartbeatWritten()
     }
 
     /// One `.payload(n)` instruction for these upstream bytes (Connection.forwardResponseBody).
     mutating func upstream(_ segment: ArraySlice<UInt8>) throws(FuzzPropertyFailure) {
         guard !segment.isEmpty else { return }
-        if checkLeadingBOM {
-            // holdLeadingBOM
-            let take = min(segment.count, 3 - held.count)
-            held += segment.prefix(take)
-            switch LeadingBOM.decide(held, endOfStream: false) {
-            case .wait: break
-            case .strip:
-                held = []
-                checkLeadingBOM = false
-                strippedBOMs += 1
-            case .keep:
-                try release()
+        let gated = gate.wants(segment.count)
+        if gated > 0 {
+            switch Array(segment.prefix(gated)).withUnsafeBytes({ gate.take($0) }) {
+            case .holding: break
+            case .dropped: strippedBOMs += 1
+            case .release(let bytes): try release(bytes)
             }
-            if segment.count > take { try write(segment.dropFirst(take)) }
-        } else {
-            try write(segment)
+        }
+        if segment.count > gated {
+            try write(segment.dropFirst(gated))
+            gate.payloadForwarded()
         }
     }
 
     /// The response ended (Connection.finishResponse).
     mutating func end() throws(FuzzPropertyFailure) {
-        if !held.isEmpty { try release() }
+        if case .release(let bytes) = gate.finish() { try release(bytes) }
     }
 
-    private mutating func release() throws(FuzzPropertyFailure) {
-        let h = held
-        held = []
-        checkLeadingBOM = false
+    private mutating func release(_ h: [UInt8]) throws(FuzzPropertyFailure) {
         guard !h.isEmpty else { return }
         cursor.advance(h)
         emit(h)
-        sentPayload = true
         try fuzzCheck(cursor.position == reference, "after held bytes the cursor says \(cursor.position), the bytes say \(reference)")
     }
 
@@ -461,7 +449,6 @@ struct FuzzStreamProxy {
     private mutating func write(_ segment: ArraySlice<UInt8>) throws(FuzzPropertyFailure) {
         cursor.advance(Array(segment.suffix(3)))
         emit(segment)
-        sentPayload = true
         try fuzzCheck(cursor.position == reference,
                       "after \(fuzzHex(segment)) the cursor says \(cursor.position), the bytes say \(reference)")
     }
