@@ -224,7 +224,7 @@ final class Connection {
         if failed {
             let code = sse_errno()
             logDisconnect(side: "client", code: code)
-            if exchange != nil { worker.metrics.clientDisconnected(SocketErrors.isQuietDisconnect(code) ? .reset : .eof) }
+            if exchange != nil { worker.metrics.clientDisconnected(.reset) }
         } else {
             logger.debug("conn \(id): client \(peer) closed the connection")
             if exchange != nil { worker.metrics.clientDisconnected(.eof) }
