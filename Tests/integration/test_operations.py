@@ -5,6 +5,7 @@ descriptors coming back after a burst of traffic.
 
 Timing: heartbeat intervals of 300 ms / 1 s, tolerances of about 2x."""
 import contextlib
+import os
 import re
 import signal
 import socket
@@ -18,7 +19,7 @@ from harness import sse
 from harness import upstream as up
 from harness.ops import (HealthPoller, StreamRecorder, accepts_request, fd_count, healthz, refuses,
                          scrape, sighup, wait_new_line, wait_until, write_config)
-from harness.proxy import Proxy, base_config, free_port, to_yaml
+from harness.proxy import Proxy, Quoted, base_config, free_port, to_yaml
 from harness.streams import open_stream
 from harness.timing import gaps, median
 
@@ -61,9 +62,11 @@ def heartbeat_times(pieces, since=float("-inf"), until=float("inf")) -> list[flo
     return out
 
 
+STREAM_HEAD = up.send(up.head_bytes(200, [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")]))
+
+
 def hanging_stream(seconds=20.0):
-    return [up.send(up.head_bytes(200, [("Content-Type", "text/event-stream"),
-                                        ("Transfer-Encoding", "chunked")])), up.hang(seconds)]
+    return [STREAM_HEAD, up.hang(seconds)]
 
 
 def wait_upstream_requests(upstream, prefix, n, timeout=3.0):
@@ -97,9 +100,18 @@ def test_reloads_keep_open_streams_and_switch_their_heartbeat_interval(upstream,
         recs = [StreamRecorder(conn, head, limit=after + 3) for conn, head in streams]
         assert up.decode_echo(http.request(p.addr, "GET", "/moved/a").body.data)["target"] == "/moved/a"
 
+        # an ordinary request in flight across the first reload
+        upstream.route("/moved/slow", [up.sleep(0.6)] + up.response(200, [], b"slow-done"))
+        inflight = {}
+        slow = threading.Thread(target=lambda: inflight.update(r=http.request(p.addr, "GET", "/moved/slow", timeout=5)),
+                                daemon=True)
+        time.sleep(max(0.0, t0 + 1.0 - time.monotonic()))
+        slow.start()
         time.sleep(max(0.0, t0 + 1.3 - time.monotonic()))
         r1 = sighup(p, cfg("1s", upstream.config_addr))
         assert r1, f"no 'configuration reloaded' after SIGHUP 1:\n{p.log_text()[-2000:]}"
+        slow.join(5)
+        assert inflight.get("r") and inflight["r"].status == 200 and inflight["r"].body.data == b"slow-done", inflight
         time.sleep(max(0.0, t0 + 4.0 - time.monotonic()))
         r2 = sighup(p, cfg("300ms", upstream.config_addr))
         assert r2, f"no 'configuration reloaded' after SIGHUP 2:\n{p.log_text()[-2000:]}"
@@ -112,7 +124,7 @@ def test_reloads_keep_open_streams_and_switch_their_heartbeat_interval(upstream,
         resp = http.request(p.addr, "GET", "/moved/b")
         assert resp.status == 200 and resp.body.data == b"from-other", resp.head.raw + resp.body.data
         assert [r.target for r in other.requests] == ["/moved/b"]
-        assert [r.target for r in upstream.requests_for("/moved")] == ["/moved/a"]
+        assert [r.target for r in upstream.requests_for("/moved")] == ["/moved/a", "/moved/slow"]
 
         for rec in recs:
             assert rec.join(after + 4), "stream reader still running"
@@ -244,6 +256,67 @@ def test_reload_moving_the_listen_port_keeps_established_streams(upstream, start
     assert accepts_request(new)
 
 
+@pytest.mark.timeout(15)
+def test_reload_to_a_listen_port_in_use_is_rejected_and_the_old_port_keeps_serving(upstream, start_proxy):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        port = free_port()
+        cfg = base_config(upstream.config_addr, listen_port=port)
+        p = start_proxy(cfg)
+        assert accepts_request(p.addr)
+        line = sighup(p, {**cfg, "listen": f"127.0.0.1:{busy.getsockname()[1]}"}, expect="reload|rejected")
+        assert line and line.level == "error" and "reloaded" not in line.text, \
+            f"reload to a port in use not rejected with an error:\n{p.log_text()[-2000:]}"
+        time.sleep(0.2)
+        assert accepts_request(p.addr), "the old port stopped serving after a rejected reload"
+        assert p.alive()
+    finally:
+        busy.close()
+
+
+@pytest.mark.timeout(15)
+def test_reload_switches_an_open_stream_heartbeat_off_and_on(upstream, start_proxy):
+    upstream.route("/events", hanging_stream())
+    port = free_port()
+
+    def cfg(hb):
+        return base_config(upstream.config_addr, listen_port=port, routes=[{"path": "/events", "heartbeat": hb}])
+
+    p = start_proxy(cfg("300ms"))
+    conn, head = open_stream(p.addr, "/events")
+    assert head.status == 200
+    rec = StreamRecorder(conn, head, limit=4)
+    time.sleep(0.8)
+    off = sighup(p, cfg(Quoted("off")))
+    assert off, p.log_text()[-2000:]
+    time.sleep(1.2)
+    on = sighup(p, cfg("300ms"))
+    assert on, p.log_text()[-2000:]
+    time.sleep(1.0)
+    rec.stop()
+    pieces = list(rec.pieces_live)
+    assert len(heartbeat_times(pieces, 0, off.time)) >= 2
+    silent = heartbeat_times(pieces, off.time + 0.05, on.time)
+    assert not silent, f"heartbeats after a reload to 'off': {[round(t - off.time, 2) for t in silent]}"
+    again = heartbeat_times(pieces, on.time, on.time + 1.0)
+    assert len(again) >= 2, f"heartbeats after switching back on: {[round(t - on.time, 2) for t in again]}"
+
+
+@pytest.mark.timeout(15)
+def test_reload_moves_the_admin_endpoint(upstream, start_proxy):
+    port = free_port()
+    cfg, admin = admin_config(upstream.config_addr, listen_port=port)
+    p = start_proxy(cfg)
+    assert accepts_request(p.addr) and healthz(admin)[0] == 200
+    new_admin = ("127.0.0.1", free_port())
+    assert sighup(p, {**cfg, "admin": {"listen": f"127.0.0.1:{new_admin[1]}"}}), p.log_text()[-2000:]
+    assert wait_until(lambda: healthz(new_admin), 2), "new admin address does not answer"
+    assert healthz(new_admin)[0] == 200
+    assert wait_until(lambda: refuses(admin), 2), "old admin address still answers"
+
+
 # --- 4/5. graceful shutdown --------------------------------------------------------
 
 @pytest.mark.timeout(25)
@@ -251,7 +324,9 @@ def test_sigterm_drains_requests_ends_streams_after_grace_and_exits_0(upstream):
     grace = 2.0
     big = bytes(range(256)) * 800  # 200 KiB
     upstream.route("/slow", [up.sleep(1.0)] + up.response(200, [("Content-Type", "application/octet-stream")], big))
-    upstream.route("/events", hanging_stream(30))
+    # the stream's upstream sends one event ~1 s into the drain, then stays open
+    upstream.route("/events", [STREAM_HEAD, up.sleep(1.6), up.send(up.chunk(b"data: during-drain\n\n")),
+                                    up.hang(30)])
     cfg, admin = admin_config(upstream.config_addr, shutdown={"grace": "2s"})
     with own_proxy(cfg) as p:
         h = healthz(admin)
@@ -264,11 +339,15 @@ def test_sigterm_drains_requests_ends_streams_after_grace_and_exits_0(upstream):
 
         result = {}
 
-        def slow():
+        def slow():  # on a keep-alive connection, which must be closed after its response
+            conn = http.connect(p.addr, timeout=8)
             try:
-                result["resp"] = http.request(p.addr, "GET", "/slow", timeout=8)
+                result["resp"] = conn.request("GET", "/slow", timeout=8)
+                result["closed_after"] = conn.wait_eof(1.5)
             except Exception as e:  # reported below
                 result["error"] = repr(e)
+            finally:
+                conn.close()
 
         slow_thread = threading.Thread(target=slow, daemon=True)
         slow_thread.start()
@@ -281,6 +360,7 @@ def test_sigterm_drains_requests_ends_streams_after_grace_and_exits_0(upstream):
         refused = wait_until(lambda: refuses(p.addr), 0.5, 0.01)
         refused_after = time.monotonic() - t0
         assert refused, f"still accepting new connections {refused_after:.2f}s after SIGTERM"
+        assert scrape(admin).value("sse_keepalive_draining") == 1
         assert idle.wait_eof(1.5), "idle keep-alive connection not closed during the drain"
         idle.close()
 
@@ -289,6 +369,7 @@ def test_sigterm_drains_requests_ends_streams_after_grace_and_exits_0(upstream):
         resp = result["resp"]
         assert resp.status == 200 and resp.body.complete and resp.body.data == big, \
             (resp.head.raw, len(resp.body.data))
+        assert result["closed_after"], "keep-alive connection left open after its in-flight response (draining)"
 
         assert stream.join(grace + 6)
         ended = stream.ended_at - t0
@@ -296,7 +377,9 @@ def test_sigterm_drains_requests_ends_streams_after_grace_and_exits_0(upstream):
         assert stream.body.complete, \
             f"event stream not ended with the final 0-size chunk: {stream.body.data[-60:]!r}"
         assert grace - 0.3 <= ended <= grace + 1.0, f"stream ended {ended:.2f}s after SIGTERM, grace {grace}s"
-        assert set(sse.strip_heartbeats(stream.body.data)) == set(), stream.body.data[-100:]
+        assert sse.strip_heartbeats(stream.body.data) == b"data: during-drain\n\n", stream.body.data[-100:]
+        drain_beats = heartbeat_times(stream.body.pieces, t0, t0 + grace)
+        assert len(drain_beats) >= 3, f"heartbeats during the grace: {[round(t - t0, 2) for t in drain_beats]}"
 
         code = p.proc.wait(grace + 4)
         health = poller.stop()
@@ -330,6 +413,21 @@ def test_second_signal_during_drain_exits_at_once(upstream, second):
         assert code == 128 + second, f"exit status {code}, expected {128 + second}"
 
 
+@pytest.mark.timeout(15)
+def test_sigint_is_a_graceful_shutdown_too(upstream):
+    upstream.route("/events", hanging_stream(30))
+    with own_proxy(base_config(upstream.config_addr, shutdown={"grace": "500ms"})) as p:
+        conn, head = open_stream(p.addr, "/events")
+        assert head.status == 200
+        rec = StreamRecorder(conn, head, limit=5)
+        t0 = time.monotonic()
+        p.proc.send_signal(signal.SIGINT)
+        assert rec.join(5)
+        assert rec.body.complete, f"stream not ended with its final chunk: {rec.body.data[-40:]!r}"
+        assert 0.3 <= rec.ended_at - t0 <= 1.5, rec.ended_at - t0
+        assert p.proc.wait(5) == 0
+
+
 # --- 6. metrics --------------------------------------------------------------------
 
 FAMILIES = {
@@ -351,7 +449,8 @@ def test_metrics_follow_streams_heartbeats_requests_errors_and_disconnects(upstr
     dead = free_port()
     upstream.route("/events", hanging_stream())
     upstream.route("/ticks", up.event_stream([(0.05, b"data: tick\n\n")] * 100))
-    cfg, admin = admin_config(upstream.config_addr, routes=[
+    upstream.route("/silent", [up.hang(10)])
+    cfg, admin = admin_config(upstream.config_addr, timeouts={"connect": "1s", "response": "500ms"}, routes=[
         {"path": "/events", "heartbeat": "300ms"},
         {"path": "/ticks", "heartbeat": "300ms"},
         {"path": "/dead", "upstream": f"127.0.0.1:{dead}"},
@@ -385,12 +484,15 @@ def test_metrics_follow_streams_heartbeats_requests_errors_and_disconnects(upstr
         assert http.request(p.addr, "GET", f"/plain/{i}").status == 200
     assert http.request(p.addr, "GET", f"/tok/x?token={SECRET}").status == 200
     assert http.request(p.addr, "GET", "/dead/x").status == 502
+    assert http.request(p.addr, "GET", "/silent").status == 504
     m3 = wait_until(lambda: (lambda m: m if m.get("sse_keepalive_requests_total", route="default", code="200") >= 3
                              else None)(scrape(admin)), 2) or scrape(admin)
     assert m3.get("sse_keepalive_requests_total", route="default", code="200") == 3, m3.text
     assert m3.get("sse_keepalive_requests_total", route="/tok", code="200") == 1, m3.text
     assert m3.get("sse_keepalive_requests_total", route="/dead", code="502") == 1, m3.text
     assert m3.get("sse_keepalive_upstream_errors_total", route="/dead", kind="connect") == 1, m3.text
+    assert m3.get("sse_keepalive_requests_total", route="default", code="504") == 1, m3.text
+    assert m3.get("sse_keepalive_upstream_errors_total", route="default", kind="timeout") == 1, m3.text
     assert m3.get("sse_keepalive_requests_total", route="/events", code="200") == 0, \
         "an open stream counted as a finished request"
     assert m3.get("sse_keepalive_bytes_forwarded_total", direction="upstream_to_client") > 0
@@ -489,6 +591,17 @@ def test_two_workers_both_accept_connections(upstream, start_proxy):
     if per_worker:
         counts = {s.labels.get("worker"): s.value for s in per_worker}
         assert set(counts) == {"0", "1"} and all(v > 0 for v in counts.values()), counts
+
+
+@pytest.mark.timeout(15)
+def test_workers_auto_is_the_number_of_cores(upstream, start_proxy):
+    cfg, admin = admin_config(upstream.config_addr, workers="auto")
+    p = start_proxy(cfg)
+    assert accepts_request(p.addr)
+    cores = os.sysconf("SC_NPROCESSORS_ONLN")
+    assert scrape(admin).value("sse_keepalive_workers") == cores
+    threads = len(os.listdir(f"/proc/{p.proc.pid}/task"))
+    assert threads >= cores + 1, f"{threads} threads for {cores} workers and the control loop"
 
 
 @pytest.mark.timeout(15)
