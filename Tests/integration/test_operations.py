@@ -7,8 +7,10 @@ Timing: heartbeat intervals of 300 ms / 1 s, tolerances of about 2x."""
 import contextlib
 import os
 import re
+import select
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -20,6 +22,7 @@ from harness import upstream as up
 from harness.ops import (HealthPoller, StreamRecorder, accepts_request, fd_count, healthz, refuses,
                          scrape, sighup, wait_new_line, wait_until, write_config)
 from harness.proxy import Proxy, Quoted, base_config, free_port, to_yaml
+from harness.proxy import binary_path as proxy_binary
 from harness.streams import open_stream
 from harness.timing import gaps, median
 
@@ -254,6 +257,49 @@ def test_reload_moving_the_listen_port_keeps_established_streams(upstream, start
     later = [t for t, d in body.pieces if b"data:" in d and t > reloaded + 0.5]
     assert len(later) >= 5, "few events arrived after the reload"
     assert accepts_request(new)
+
+
+@pytest.mark.timeout(30)
+def test_sighup_right_after_listening_is_announced_does_not_kill_the_proxy(upstream, tmp_path):
+    """Once `listening on` is logged (and the port accepts connections), a
+    SIGHUP must reload, not kill the process (e.g. a config manager reloading
+    a service that has just started). The proxy is pinned to one CPU, which
+    makes the window between announcing the listener and installing the
+    signal handlers reachable; the SIGHUP is sent as soon as the line is read.
+    Up to 30 starts (about 8 s), stopping at the first death."""
+    path = tmp_path / "sse-keepalive.yaml"
+    path.write_text(to_yaml(base_config(upstream.config_addr)) + "\n")
+    deaths, attempts, deadline = [], 0, time.monotonic() + 12
+    while attempts < 30 and not deaths and time.monotonic() < deadline:
+        attempts += 1
+        proc = subprocess.Popen([proxy_binary(), "run", "--config", str(path), "--log-level", "debug"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+        try:
+            seen, buf, until = False, b"", time.monotonic() + 5
+            while not seen and time.monotonic() < until:
+                ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+                if ready:
+                    chunk = os.read(proc.stderr.fileno(), 4096)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    seen = b"listening on" in buf
+            assert seen, f"proxy did not announce its listener: {buf!r}"
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.1)
+            if proc.poll() is not None:
+                deaths.append((attempts, proc.returncode, buf.decode("utf-8", "replace")))
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            proc.stderr.close()
+    assert not deaths, f"killed by SIGHUP after announcing its listener (attempt, status, log): {deaths[0]}"
 
 
 @pytest.mark.timeout(15)
