@@ -5,8 +5,8 @@ final class MetricsExpositionTests: XCTestCase {
     static let families = [
         "sse_keepalive_streams_open", "sse_keepalive_heartbeats_total", "sse_keepalive_bytes_forwarded_total",
         "sse_keepalive_requests_total", "sse_keepalive_upstream_errors_total", "sse_keepalive_client_disconnects_total",
-        "sse_keepalive_connections_open", "sse_keepalive_connections_accepted_total", "sse_keepalive_workers",
-        "sse_keepalive_draining",
+        "sse_keepalive_connections_open", "sse_keepalive_connections_accepted_total",
+        "sse_keepalive_worker_connections_accepted_total", "sse_keepalive_workers", "sse_keepalive_draining",
     ]
 
     var small: MetricsSnapshot {
@@ -21,6 +21,7 @@ final class MetricsExpositionTests: XCTestCase {
         m.clientDisconnects = [.reset: 2]
         m.connectionsOpen = 3
         m.connectionsAccepted = 7
+        m.acceptedByWorker = [0: 4, 1: 3]
         return m
     }
 
@@ -56,6 +57,10 @@ final class MetricsExpositionTests: XCTestCase {
             # HELP sse_keepalive_connections_accepted_total Client connections accepted.
             # TYPE sse_keepalive_connections_accepted_total counter
             sse_keepalive_connections_accepted_total 7
+            # HELP sse_keepalive_worker_connections_accepted_total Client connections accepted, by worker.
+            # TYPE sse_keepalive_worker_connections_accepted_total counter
+            sse_keepalive_worker_connections_accepted_total{worker="0"} 4
+            sse_keepalive_worker_connections_accepted_total{worker="1"} 3
             # HELP sse_keepalive_workers Event-loop worker threads.
             # TYPE sse_keepalive_workers gauge
             sse_keepalive_workers 2

@@ -58,6 +58,8 @@ public struct MetricsSnapshot: Equatable, Sendable {
     /// Client connections open now (gauge).
     public var connectionsOpen: Int = 0
     public var connectionsAccepted: Int = 0
+    /// Accepted connections by worker index, to show how the kernel spreads them.
+    public var acceptedByWorker: [Int: Int] = [:]
 
     public init() {}
 
@@ -95,6 +97,7 @@ public struct MetricsSnapshot: Equatable, Sendable {
         for (k, v) in other.clientDisconnects { clientDisconnects[k, default: 0] += v }
         connectionsOpen += other.connectionsOpen
         connectionsAccepted += other.connectionsAccepted
+        for (k, v) in other.acceptedByWorker { acceptedByWorker[k, default: 0] += v }
     }
 
     /// The sum of `snapshots`.
@@ -155,6 +158,11 @@ public struct MetricsSnapshot: Equatable, Sendable {
 
         out.family("sse_keepalive_connections_accepted_total", .counter, "Client connections accepted.")
         out.sample("sse_keepalive_connections_accepted_total", [], connectionsAccepted)
+
+        out.family("sse_keepalive_worker_connections_accepted_total", .counter, "Client connections accepted, by worker.")
+        for (worker, v) in acceptedByWorker.sorted(by: { $0.key < $1.key }) {
+            out.sample("sse_keepalive_worker_connections_accepted_total", [("worker", String(worker))], v)
+        }
 
         out.family("sse_keepalive_workers", .gauge, "Event-loop worker threads.")
         out.sample("sse_keepalive_workers", [], workers)
