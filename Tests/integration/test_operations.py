@@ -474,6 +474,26 @@ def test_sigint_is_a_graceful_shutdown_too(upstream):
         assert p.proc.wait(5) == 0
 
 
+@pytest.mark.timeout(15)
+def test_sighup_during_the_drain_opens_no_listener_and_the_drain_completes(upstream):
+    upstream.route("/events", hanging_stream(30))
+    port, new_port = free_port(), free_port()
+    cfg = base_config(upstream.config_addr, listen_port=port, shutdown={"grace": "800ms"})
+    with own_proxy(cfg) as p:
+        conn, head = open_stream(p.addr, "/events")
+        assert head.status == 200
+        rec = StreamRecorder(conn, head, limit=5)
+        p.proc.send_signal(signal.SIGTERM)
+        assert p.wait_for_log("draining", timeout=2)
+        write_config(p, {**cfg, "listen": f"127.0.0.1:{new_port}"})
+        p.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert refuses(("127.0.0.1", new_port)), "a reload during the drain opened a new listener"
+        assert refuses(p.addr)
+        assert rec.join(5) and rec.body.complete, "stream not ended cleanly after a SIGHUP during the drain"
+        assert p.proc.wait(5) == 0, p.log_text()[-2000:]
+
+
 # --- 6. metrics --------------------------------------------------------------------
 
 FAMILIES = {
