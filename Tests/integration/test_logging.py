@@ -13,7 +13,7 @@ import pytest
 
 from harness import client as http
 from harness import upstream as up
-from harness.ops import (access_entries, scrape, sighup, wait_access, wait_port, wait_until)
+from harness.ops import (access_entries, scrape, sighup, wait_access, wait_admin, wait_port, wait_until)
 from harness.proxy import LEVELS, Proxy, base_config, free_port
 from harness.streams import open_stream
 
@@ -81,6 +81,7 @@ def test_tokens_never_appear_in_trace_logs_error_pages_or_metrics(upstream):
     ]
     all_tokens = [t_raw, t_enc, t_every, t_at, t_open, t_open_at, t_dup, t_dead, t_hdr, t_q]
     with own_proxy(cfg, log_level="trace") as p:
+        wait_admin(p)
         pages = []
         for target, headers, status, _ in requests:
             if target.startswith("/tok/stream"):

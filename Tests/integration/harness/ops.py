@@ -192,6 +192,14 @@ def scrape(admin_addr, timeout: float = 3.0) -> Metrics:
     return parse_metrics(resp.body.data.decode("utf-8"))
 
 
+def wait_admin(proxy: Proxy, timeout: float = 3.0):
+    """The admin listener opens after the proxy's own `listening on` line:
+    wait for its `admin endpoint on` line before talking to it."""
+    line = proxy.wait_for_log(r"admin endpoint on", timeout=timeout)
+    assert line, f"no 'admin endpoint on' line:\n{proxy.log_text()[-2000:]}"
+    return line
+
+
 def healthz(admin_addr, timeout: float = 1.0):
     """(status, body text), or None if the admin endpoint does not answer."""
     try:
