@@ -21,7 +21,7 @@ from harness import client as http
 from harness import sse
 from harness import upstream as up
 from harness.ops import (HealthPoller, StreamRecorder, accepts_request, fd_count, healthz, refuses,
-                         scrape, sighup, wait_admin, wait_new_line, wait_until, write_config)
+                         scrape, sighup, wait_admin, wait_until, write_config)
 from harness.proxy import Proxy, Quoted, base_config, free_port, to_yaml
 from harness.proxy import binary_path as proxy_binary
 from harness.streams import open_stream
