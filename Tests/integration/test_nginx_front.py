@@ -23,7 +23,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -34,52 +33,12 @@ from harness import sse
 from harness import upstream as up
 from harness.proxy import REPO_ROOT, base_config, free_port
 from harness.streams import open_stream
+from debian_packages import ensure_debian_package
 
 pytestmark = pytest.mark.proxy_only
 
 SHIPPED_CONF = os.path.join(REPO_ROOT, "nginx", "sse-keepalive.conf")
 SSE_HEAD = [("Content-Type", "text/event-stream")]
-
-
-# --- Debian packages ---------------------------------------------------------
-
-_apt_updated = False
-
-
-def ensure_debian_package(command: str, package: str, candidates=()) -> str:
-    """Path of `command`, installing Debian's `package` with apt-get when it
-    is missing. Skips the calling test LOUDLY when it cannot be installed."""
-    found = shutil.which(command) or next((c for c in candidates if os.access(c, os.X_OK)), None)
-    if found:
-        return found
-    global _apt_updated
-    prefix = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
-    why = "not root and no sudo"
-    if prefix is not None and shutil.which("apt-get"):
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        lock = ["-o", "DPkg::Lock::Timeout=120"]
-        try:
-            if not _apt_updated:
-                subprocess.run(prefix + ["apt-get"] + lock + ["update", "-qq"], env=env, timeout=300,
-                               capture_output=True, check=True)
-                _apt_updated = True
-            subprocess.run(prefix + ["apt-get"] + lock + ["install", "-y", "-qq", package], env=env,
-                           timeout=600, capture_output=True, check=True)
-        except subprocess.CalledProcessError as e:
-            why = f"apt-get failed: {e.stderr.decode(errors='replace')[-500:]}"
-        except (subprocess.TimeoutExpired, OSError) as e:
-            why = f"apt-get failed: {e}"
-        found = shutil.which(command) or next((c for c in candidates if os.access(c, os.X_OK)), None)
-        if found:
-            return found
-    elif prefix is not None:
-        why = "no apt-get on this machine"
-    banner = "!" * 78
-    message = (f"\n{banner}\n!!! SKIPPING: Debian package {package!r} ({command}) is not installed and "
-               f"cannot be installed\n!!! ({why}).\n!!! Install it (apt-get install {package}) or run "
-               f"scripts/setup --test as root.\n{banner}\n")
-    sys.__stderr__.write(message)
-    pytest.skip(f"LOUD SKIP: Debian package {package} missing and not installable ({why})")
 
 
 @pytest.fixture(scope="module")
