@@ -28,6 +28,8 @@ public final class Server: @unchecked Sendable {
     public init(config: Config, configPath: String?, logLevelOverride: LogLevelName?, logger: Logger) throws(ServerError) {
         sse_ignore_sigpipe()
         evthread_use_pthreads()
+        // libevent's own messages go through our log handler, with a level.
+        event_set_log_callback(libeventLogCallback)
         guard let control = event_base_new() else { throw ServerError("cannot create an event base") }
         self.control = control
         self.config = config
@@ -37,9 +39,10 @@ public final class Server: @unchecked Sendable {
 
         let settings = try Self.settings(for: config)
         let count = Self.workerCount(config.workers)
+        let openConnections = ConnectionCount()
         for index in 0..<count {
-            workers.append(try Worker(index: index, settings: settings, logger: logger) { [unowned self] _ in
-                self.workerStopped()
+            workers.append(try Worker(index: index, settings: settings, logger: logger, openConnections: openConnections) {
+                [unowned self] _ in self.workerStopped()
             })
         }
         try listen(on: config.listen)
@@ -116,6 +119,7 @@ public final class Server: @unchecked Sendable {
 
     /// SIGHUP: re-read the file; a bad file changes nothing (SPEC 2).
     private func reload() {
+        guard !draining else { return }
         let newConfig: Config
         let settings: ProxySettings
         do {
@@ -231,4 +235,17 @@ private func workerStoppedCallback(_ fd: Int32, _ events: Int16, _ context: Unsa
 
 private func shutdownTimerCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
     Unmanaged<Server>.fromOpaque(context!).takeUnretainedValue().shutdownTimerFired()
+}
+
+/// libevent's internal messages, in our log format.
+private let libeventLogger = Logger(label: "libevent")
+
+private func libeventLogCallback(_ severity: Int32, _ message: UnsafePointer<CChar>?) {
+    let text = message.map { String(cString: $0) } ?? ""
+    switch severity {
+    case EVENT_LOG_DEBUG: libeventLogger.debug("libevent: \(text)")
+    case EVENT_LOG_MSG: libeventLogger.info("libevent: \(text)")
+    case EVENT_LOG_WARN: libeventLogger.warning("libevent: \(text)")
+    default: libeventLogger.error("libevent: \(text)")
+    }
 }

@@ -39,23 +39,32 @@ final class Worker: @unchecked Sendable {
     private var nextConnectionNumber: UInt64 = 0
     private let mailbox = Mutex<[Command]>([])
     private var wakeEvent: OpaquePointer?
+    /// Re-enables accepting after a pause for EMFILE/ENFILE.
+    private var resumeAcceptEvent: OpaquePointer?
+    private var acceptPaused = false
     private var stopped = false
     private let onStop: @Sendable (Int) -> Void
+    /// Open client connections across all workers (`limits.max_connections` is global).
+    private let openConnections: ConnectionCount
 
-    init(index: Int, settings: ProxySettings, logger: Logger, onStop: @escaping @Sendable (Int) -> Void) throws(ServerError) {
+    init(index: Int, settings: ProxySettings, logger: Logger, openConnections: ConnectionCount,
+         onStop: @escaping @Sendable (Int) -> Void) throws(ServerError) {
         guard let base = event_base_new() else { throw ServerError("cannot create an event base") }
         self.index = index
         self.base = base
         self.settings = settings
         self.logger = logger
         self.onStop = onStop
+        self.openConnections = openConnections
         let context = Unmanaged.passUnretained(self).toOpaque()
         wakeEvent = event_new(base, -1, 0, wakeCallback, context)
+        resumeAcceptEvent = event_new(base, -1, 0, resumeAcceptCallback, context)
     }
 
     deinit {
         for listener in listeners.values { evconnlistener_free(listener) }
         if let wakeEvent { event_free(wakeEvent) }
+        if let resumeAcceptEvent { event_free(resumeAcceptEvent) }
         event_base_free(base)
     }
 
@@ -135,7 +144,25 @@ final class Worker: @unchecked Sendable {
             Glibc.close(fd)
             return
         }
+        evconnlistener_set_error_cb(listener, acceptErrorCallback)
+        if acceptPaused { evconnlistener_disable(listener) }
         if let old = listeners.updateValue(listener, forKey: spec) { evconnlistener_free(old) }
+    }
+
+    /// accept() failed (typically EMFILE/ENFILE): the listening socket stays readable, so
+    /// retrying at once would spin. Like nginx, pause accepting briefly and say so once.
+    fileprivate func acceptFailed(code: Int32) {
+        guard !acceptPaused else { return }
+        acceptPaused = true
+        logger.error("accept failed: \(SocketErrors.describe(code)); pausing new connections for 500ms")
+        for listener in listeners.values { evconnlistener_disable(listener) }
+        var pause = timeval(tv_sec: 0, tv_usec: 500_000)
+        if let resumeAcceptEvent { event_add(resumeAcceptEvent, &pause) }
+    }
+
+    fileprivate func resumeAccepting() {
+        acceptPaused = false
+        for listener in listeners.values { evconnlistener_enable(listener) }
     }
 
     fileprivate func accept(fd: Int32, peer: UnsafeMutablePointer<sockaddr>?) {
@@ -149,7 +176,7 @@ final class Worker: @unchecked Sendable {
         }
         connections[ObjectIdentifier(connection)] = connection
         metrics.connectionsAccepted += 1
-        if connections.count > settings.config.maxConnections {
+        if openConnections.increment() > settings.config.maxConnections {
             connection.reject(status: 503, message: "too many connections")
         } else {
             connection.start()
@@ -157,7 +184,8 @@ final class Worker: @unchecked Sendable {
     }
 
     func forget(_ connection: Connection) {
-        connections.removeValue(forKey: ObjectIdentifier(connection))
+        guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        openConnections.decrement()
         stopIfDrained()
     }
 
@@ -177,6 +205,15 @@ final class Worker: @unchecked Sendable {
         commonTimeouts[span.milliseconds] = pointer
         return pointer
     }
+}
+
+/// Client connections open across workers: touched once per accept and close, never per read.
+final class ConnectionCount: Sendable {
+    private let value = Atomic<Int>(0)
+
+    /// The count including the new connection.
+    func increment() -> Int { value.wrappingAdd(1, ordering: .relaxed).newValue }
+    func decrement() { value.wrappingSubtract(1, ordering: .relaxed) }
 }
 
 /// A scrape in progress: each worker drops its copy here from its own thread.
@@ -215,6 +252,15 @@ private func workerThreadMain(_ context: UnsafeMutableRawPointer?) -> UnsafeMuta
 
 private func wakeCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
     Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().wake()
+}
+
+private func acceptErrorCallback(_ listener: OpaquePointer?, _ context: UnsafeMutableRawPointer?) {
+    let code = sse_errno()
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().acceptFailed(code: code)
+}
+
+private func resumeAcceptCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().resumeAccepting()
 }
 
 private func acceptCallback(
