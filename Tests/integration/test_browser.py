@@ -346,3 +346,38 @@ def test_control_sidecar_without_heartbeats_is_cut(browser, processes, start_pro
     s = tab.wait_summary(lambda s: s["errors"] >= 1, timeout=IDLE_CUT + 4)
     assert s.get("errors", 0) >= 1, f"the stream was not cut: {s}\n{killer_log(killer)}"
     assert app_streams(app)[0]["auth"] == "header"
+
+
+@pytest.mark.timeout(30)
+def test_page_and_idle_killer_without_a_browser(processes, start_proxy):
+    """What the browser tests rely on, checked with raw sockets (runs even
+    where Chromium cannot be installed): the page and its script come through
+    the sidecar, the header-only app sees the header, and the idle killer cuts
+    a quiet stream without the sidecar but not through it."""
+    from harness.streams import watch_stream
+
+    legacy_app, idle_killer = processes
+    app = legacy_app(auth="header")
+    proxy = start_proxy(sidecar_config(app))
+    for path, ctype in (("/page", "text/html"), ("/page/app.js", "text/javascript"), ("/page/style.css", "text/css")):
+        r = http.request(proxy.addr, "GET", path)
+        assert r.status == 200 and r.head.get("content-type", "").startswith(ctype), (path, r.head.raw)
+    assert b"new EventSource(url)" in http.request(proxy.addr, "GET", "/page/app.js").body.data
+
+    direct, direct_killer = idle_killer(app)
+    head, body = watch_stream(direct, f"{STREAM}?token={TOKEN}", 3.0)
+    assert head.status == 401  # header-only app, no sidecar to move the token
+    started = time.monotonic()
+    head, body = watch_stream(direct, STREAM, IDLE_CUT + 1.5, headers=[("Authorization", f"Bearer {TOKEN}")])
+    lasted = time.monotonic() - started
+    # The app's stream is close-delimited, so the cut shows as an early EOF.
+    assert head.status == 200 and body.data == b"retry: 3000\n\n", body.data
+    assert lasted < IDLE_CUT + 1.0, f"the killer did not cut the quiet stream ({lasted:.2f} s)"
+    assert "cut after" in killer_log(direct_killer)
+
+    front, front_killer = idle_killer(proxy.addr)
+    head, body = watch_stream(front, f"{STREAM}?token={TOKEN}", EVENT_INTERVAL + 0.6)
+    assert head.status == 200, head.raw
+    assert body.data.count(b":heartbeat\n\n") >= 3 and b'"n": 1' in body.data, body.data
+    assert "cut after" not in killer_log(front_killer), killer_log(front_killer)
+    assert [s["auth"] for s in app_streams(app)] == [None, "header", "header"]
