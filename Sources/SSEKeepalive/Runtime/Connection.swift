@@ -224,7 +224,7 @@ final class Connection {
         if failed {
             let code = sse_errno()
             logDisconnect(side: "client", code: code)
-            if exchange != nil { worker.metrics.clientDisconnected(SocketErrors.isQuietDisconnect(code) ? .reset : .eof) }
+            if exchange != nil { worker.metrics.clientDisconnected(.reset) }
         } else {
             logger.debug("conn \(id): client \(peer) closed the connection")
             if exchange != nil { worker.metrics.clientDisconnected(.eof) }
@@ -347,8 +347,7 @@ final class Connection {
                 upstreamMalformed(error)
                 return
             }
-            if plan.isCompressedEventStream && !worker.warnedCompressedRoutes.contains(exchange.route.name) {
-                worker.warnedCompressedRoutes.insert(exchange.route.name)
+            if plan.isCompressedEventStream && worker.compressedStreamWarnings.first(exchange.routeName) {
                 logger.warning("route \(exchange.route.name): upstream sent a content-encoded event stream; forwarding it without heartbeats")
             }
             exchange.response = plan
@@ -391,10 +390,11 @@ final class Connection {
             switch instruction {
             case .payload(let n):
                 exchange.responseBody.didForwardPayload(n)
-                if exchange.checkLeadingBOM {
-                    holdLeadingBOM(exchange, from: input, count: n, plan: plan)
-                } else {
-                    movePayload(exchange, from: input, count: n, plan: plan)
+                let gated = exchange.bomGate.wants(n)
+                if gated > 0 { passThroughBOMGate(exchange, from: input, count: gated, plan: plan) }
+                if n > gated {
+                    movePayload(exchange, from: input, count: n - gated, plan: plan)
+                    exchange.bomGate.payloadForwarded()
                 }
                 wrote = true
             case .skip(let n):
@@ -429,7 +429,6 @@ final class Connection {
         exchange.bytesSent += n
         worker.metrics.bytesUpstreamToClient += n
         if chunked { sendToClient(ChunkedEncoding.chunkEnd) }
-        exchange.sentPayload = true
     }
 
     /// Payload the proxy writes itself (held BOM candidates, heartbeats), framed for the client.
@@ -451,35 +450,21 @@ final class Connection {
     }
 
     /// The first payload bytes after a heartbeat: a UTF-8 BOM there is dropped (SPEC 1.3).
-    private func holdLeadingBOM(_ exchange: Exchange, from input: EvBuffer, count n: Int, plan: ResponsePlan) {
-        let take = min(n, 3 - exchange.heldBOMBytes.count)
-        input.pullup(take) { exchange.heldBOMBytes.append(contentsOf: $0) }
-        input.drain(take)
-        switch LeadingBOM.decide(exchange.heldBOMBytes, endOfStream: false) {
-        case .wait:
-            break
-        case .strip:
-            exchange.heldBOMBytes = []
-            exchange.checkLeadingBOM = false
-        case .keep:
-            releaseHeldBytes(exchange, plan: plan)
-        }
-        if n > take { movePayload(exchange, from: input, count: n - take, plan: plan) }
+    private func passThroughBOMGate(_ exchange: Exchange, from input: EvBuffer, count n: Int, plan: ResponsePlan) {
+        let outcome = input.pullup(n) { exchange.bomGate.take($0) }
+        input.drain(n)
+        if case .release(let bytes) = outcome { writeReleased(bytes, exchange: exchange, plan: plan) }
     }
 
-    private func releaseHeldBytes(_ exchange: Exchange, plan: ResponsePlan) {
-        let held = exchange.heldBOMBytes
-        exchange.heldBOMBytes = []
-        exchange.checkLeadingBOM = false
-        guard !held.isEmpty else { return }
-        exchange.cursor.advance(held)
-        writePayload(held, plan: plan)
-        exchange.sentPayload = true
+    private func writeReleased(_ bytes: [UInt8], exchange: Exchange, plan: ResponsePlan) {
+        guard !bytes.isEmpty else { return }
+        exchange.cursor.advance(bytes)
+        writePayload(bytes, plan: plan)
     }
 
     private func finishResponse() {
         guard let exchange, let plan = exchange.response else { return }
-        if !exchange.heldBOMBytes.isEmpty { releaseHeldBytes(exchange, plan: plan) }
+        if case .release(let bytes) = exchange.bomGate.finish() { writeReleased(bytes, exchange: exchange, plan: plan) }
         if plan.clientFraming == .chunked { sendToClient(ChunkedEncoding.lastChunk) }
         releaseUpstream()
         endExchange(.complete)
@@ -500,13 +485,13 @@ final class Connection {
         guard let exchange, let plan = exchange.response, plan.heartbeats,
               let heartbeat = exchange.route.heartbeat, let interval = exchange.route.heartbeatInterval else { return }
         // Not at a safe point (mid-line, after CR): the next upstream write restarts the clock.
-        guard exchange.heldBOMBytes.isEmpty, let form = exchange.cursor.safeHeartbeat else {
+        guard exchange.bomGate.held.isEmpty, let form = exchange.cursor.safeHeartbeat else {
             timerRole = .none
             return
         }
         writePayload(heartbeat.bytes(form), plan: plan)
         exchange.cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
-        if !exchange.sentPayload { exchange.checkLeadingBOM = true }
+        exchange.bomGate.heartbeatWritten()
         exchange.heartbeats += 1
         worker.metrics.heartbeatWritten(route: exchange.routeName)
         logger.trace("conn \(id): heartbeat on route \(exchange.route.name)")

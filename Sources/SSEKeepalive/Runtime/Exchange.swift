@@ -25,10 +25,8 @@ final class Exchange {
     var responseBody = BodyDecoder(.none)
     /// Where the event stream stands in the SSE grammar (event streams only).
     var cursor = SSECursor()
-    /// A heartbeat went out before the first payload byte: a leading BOM must go (SPEC 1.3).
-    var checkLeadingBOM = false
-    var heldBOMBytes: [UInt8] = []
-    var sentPayload = false
+    /// The leading-BOM rule (SPEC 1.3).
+    var bomGate = LeadingBOMGate()
 
     /// Tunnel halves that have seen EOF.
     var clientSentEOF = false

@@ -37,12 +37,25 @@ public final class Server: @unchecked Sendable {
         self.logLevelOverride = logLevelOverride
         self.logger = logger
 
+        // Signals first: a SIGHUP right after "listening on" must reload, not kill.
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        for number in [SIGTERM, SIGINT, SIGHUP] {
+            if let event = event_new(control, number, Int16(EV_SIGNAL | EV_PERSIST), signalCallback, context) {
+                event_add(event, nil)
+                events.append(event)
+            }
+        }
+        workerStoppedEvent = event_new(control, -1, 0, workerStoppedCallback, context)
+        shutdownTimer = event_new(control, -1, 0, shutdownTimerCallback, context)
+
         let settings = try Self.settings(for: config)
         let count = Self.workerCount(config.workers)
         let openConnections = ConnectionCount()
+        let compressedStreamWarnings = WarnOnce()
         for index in 0..<count {
-            workers.append(try Worker(index: index, settings: settings, logger: logger, openConnections: openConnections) {
-                [unowned self] _ in self.workerStopped()
+            workers.append(try Worker(index: index, settings: settings, logger: logger, openConnections: openConnections,
+                                      compressedStreamWarnings: compressedStreamWarnings) { [unowned self] _ in
+                self.workerStopped()
             })
         }
         try listen(on: config.listen)
@@ -63,15 +76,6 @@ public final class Server: @unchecked Sendable {
 
     /// Runs until shut down; returns the exit status.
     public func run() -> Int32 {
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        for number in [SIGTERM, SIGINT, SIGHUP] {
-            if let event = event_new(control, number, Int16(EV_SIGNAL | EV_PERSIST), signalCallback, context) {
-                event_add(event, nil)
-                events.append(event)
-            }
-        }
-        workerStoppedEvent = event_new(control, -1, 0, workerStoppedCallback, context)
-        shutdownTimer = event_new(control, -1, 0, shutdownTimerCallback, context)
         for worker in workers {
             do { try worker.start() } catch {
                 logger.critical("\(error.description)")

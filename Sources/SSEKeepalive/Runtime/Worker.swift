@@ -30,8 +30,8 @@ final class Worker: @unchecked Sendable {
     private(set) var draining = false
     /// Live counters of this worker; copied out on request, never shared.
     var metrics = MetricsSnapshot()
-    /// Routes already warned about a compressed event stream (SPEC 1.4: once per route).
-    var warnedCompressedRoutes: Set<String> = []
+    /// Routes already warned about a compressed event stream (SPEC 1.4: once per route, across workers).
+    let compressedStreamWarnings: WarnOnce
 
     private var listeners: [SocketAddressSpec: OpaquePointer] = [:]
     private var connections: [ObjectIdentifier: Connection] = [:]
@@ -48,7 +48,7 @@ final class Worker: @unchecked Sendable {
     private let openConnections: ConnectionCount
 
     init(index: Int, settings: ProxySettings, logger: Logger, openConnections: ConnectionCount,
-         onStop: @escaping @Sendable (Int) -> Void) throws(ServerError) {
+         compressedStreamWarnings: WarnOnce, onStop: @escaping @Sendable (Int) -> Void) throws(ServerError) {
         guard let base = event_base_new() else { throw ServerError("cannot create an event base") }
         self.index = index
         self.base = base
@@ -56,6 +56,7 @@ final class Worker: @unchecked Sendable {
         self.logger = logger
         self.onStop = onStop
         self.openConnections = openConnections
+        self.compressedStreamWarnings = compressedStreamWarnings
         let context = Unmanaged.passUnretained(self).toOpaque()
         wakeEvent = event_new(base, -1, 0, wakeCallback, context)
         resumeAcceptEvent = event_new(base, -1, 0, resumeAcceptCallback, context)
@@ -214,6 +215,14 @@ final class ConnectionCount: Sendable {
     /// The count including the new connection.
     func increment() -> Int { value.wrappingAdd(1, ordering: .relaxed).newValue }
     func decrement() { value.wrappingSubtract(1, ordering: .relaxed) }
+}
+
+/// Keys already reported, shared by workers (used for rare warnings only).
+final class WarnOnce: Sendable {
+    private let seen = Mutex<Set<String>>([])
+
+    /// True the first time `key` is seen.
+    func first(_ key: String) -> Bool { seen.withLock { $0.insert(key).inserted } }
 }
 
 /// A scrape in progress: each worker drops its copy here from its own thread.
