@@ -8,7 +8,7 @@ final class Connection {
     private unowned let worker: Worker
     /// "<worker>.<n>", for logs.
     let id: String
-    let peer: String
+    let peer: PeerAddress
     private let client: OpaquePointer
     private var upstream: OpaquePointer?
     private let timer: OpaquePointer
@@ -46,7 +46,7 @@ final class Connection {
     private var config: Config { settings.config }
     private var logger: Logger { worker.logger }
 
-    init?(worker: Worker, fd: Int32, id: String, peer: String) {
+    init?(worker: Worker, fd: Int32, id: String, peer: PeerAddress) {
         guard let client = bufferevent_socket_new(worker.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else { return nil }
         guard let timer = event_new(worker.base, -1, 0, timerCallback, nil) else {
             bufferevent_free(client)
@@ -63,8 +63,6 @@ final class Connection {
         Self.setNoDelay(fd)
         Self.setIOSizes(client)
         bufferevent_setcb(client, clientReadCallback, clientWriteCallback, clientEventCallback, context)
-        // Bounds what a client can pile up (pipelined requests) while its response streams.
-        bufferevent_setwatermark(client, Int16(EV_READ), 0, max(config.maxHeaderBytes * 2, 64 * 1024))
         bufferevent_setwatermark(client, Int16(EV_WRITE), config.streamBuffer / 2, 0)
     }
 
@@ -86,7 +84,14 @@ final class Connection {
     fileprivate func clientReadable() {
         switch phase {
         case .awaitingRequest: readRequestHead()
-        case .exchanging: if exchange?.requestComplete == false { forwardRequestBody() }
+        case .exchanging:
+            if exchange?.requestComplete == false {
+                forwardRequestBody()
+            } else if clientInput.count > max(config.maxHeaderBytes * 2, 64 * 1024) {
+                // Pipelined requests wait for this response; bound what a client can pile up.
+                // (A manual watermark: libevent's would cost a callback entry per connection.)
+                bufferevent_disable(client, Int16(EV_READ))
+            }
         case .tunneling: if let upstream { relay(from: client, to: upstream) }
         case .closing, .closed: clientInput.drain(clientInput.count)
         }
@@ -113,7 +118,7 @@ final class Connection {
         logger.debug("conn \(id): bad request from \(peer): \(error)")
         let status = ErrorPage.status(for: error)
         if config.accessLog, exchange == nil {
-            AccessLogEntry(client: peer, method: "-", target: "-", status: status, bytesSent: 0, durationMs: 0,
+            AccessLogEntry(client: "\(peer)", method: "-", target: "-", status: status, bytesSent: 0, durationMs: 0,
                            route: "-", heartbeats: 0, ending: .error).log(to: logger, format: config.logFormat)
         }
         respondWithError(status: status, message: Self.describe(error), ending: .error)
@@ -160,7 +165,7 @@ final class Connection {
     private func forwardRequestBody() {
         guard let exchange, let upstream, !exchange.requestComplete else { return }
         let output = EvBuffer(bufferevent_get_output(upstream))
-        let chunked = exchange.requestFraming == .chunked
+        let chunked = exchange.requestChunked
         while true {
             let instruction: BodyDecoder.Instruction
             do {
@@ -333,13 +338,13 @@ final class Connection {
             }
             if head.status >= 100 && head.status < 200 && head.status != 101 {
                 // Interim responses go to HTTP/1.1 clients only (RFC 9110 15.2).
-                if exchange.request.version != .http10 { sendToClient(head.serialized()) }
+                if !exchange.isHTTP10 { sendToClient(head.serialized()) }
                 continue
             }
             let plan: ResponsePlan
             do {
                 plan = try ResponsePlan.make(
-                    response: head, request: exchange.request,
+                    response: head, request: exchange.requestLine,
                     clientKeepAlive: exchange.clientKeepAlive,
                     heartbeatInterval: exchange.route.heartbeatInterval,
                     upgradeRequested: exchange.upgradeRequested)
@@ -351,7 +356,7 @@ final class Connection {
                 logger.warning("route \(exchange.route.name): upstream sent a content-encoded event stream; forwarding it without heartbeats")
             }
             exchange.response = plan
-            exchange.status = head.status
+            exchange.status = Int32(head.status)
             exchange.responseBody = BodyDecoder(plan.upstreamFraming)
             sendToClient(HeaderPolicy.clientResponse(head, plan: plan).serialized())
             if plan.isEventStream { worker.metrics.streamOpened(route: exchange.routeName) }
@@ -512,7 +517,7 @@ final class Connection {
     /// A reload happened: an open event stream takes its route's new heartbeat (SPEC 2).
     func settingsChanged() {
         guard phase == .exchanging, let exchange, let plan = exchange.response, plan.isEventStream else { return }
-        exchange.route = worker.settings.route(for: exchange.request.path)
+        exchange.route = worker.settings.route(for: exchange.requestLine.path)
         exchange.response?.heartbeats = !plan.isCompressedEventStream && exchange.route.heartbeatInterval != nil
         if timerRole == .heartbeat || timerRole == .none { rearmHeartbeat() }
     }
@@ -660,14 +665,14 @@ final class Connection {
         self.exchange = nil
         if exchange.isEventStream { worker.metrics.streamClosed(route: exchange.routeName) }
         // nginx's convention: 499 when the client left before any response head.
-        let status = exchange.status != 0 ? exchange.status : (ending == .clientClosed ? 499 : 502)
+        let status = exchange.status != 0 ? Int(exchange.status) : (ending == .clientClosed ? 499 : 502)
         worker.metrics.requestFinished(route: exchange.routeName, code: status)
         guard config.accessLog else { return }
         AccessLogEntry(
-            client: peer, method: exchange.request.method,
-            target: settings.redactor.redact(target: exchange.request.target),
+            client: "\(peer)", method: exchange.method,
+            target: settings.redactor.redact(target: exchange.target),
             status: status, bytesSent: exchange.bytesSent, durationMs: exchange.elapsedMilliseconds,
-            route: exchange.routeName, heartbeats: exchange.heartbeats, ending: ending
+            route: exchange.routeName, heartbeats: Int(exchange.heartbeats), ending: ending
         ).log(to: logger, format: config.logFormat)
     }
 
@@ -679,7 +684,7 @@ final class Connection {
         }
         releaseUpstream()
         let page = ErrorPage.response(status: status, message: message)
-        exchange?.status = status
+        exchange?.status = Int32(status)
         sendToClient(page)
         endExchange(ending)
         closeAfterFlush()

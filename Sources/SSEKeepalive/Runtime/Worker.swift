@@ -168,11 +168,11 @@ final class Worker: @unchecked Sendable {
 
     fileprivate func accept(fd: Int32, peer: UnsafeMutablePointer<sockaddr>?) {
         nextConnectionNumber &+= 1
-        let peerName = SocketErrors.describe(peer: UnsafePointer(peer))
+        let peerAddress = PeerAddress(UnsafePointer(peer))
         let id = "\(index).\(nextConnectionNumber)"
-        guard let connection = Connection(worker: self, fd: fd, id: id, peer: peerName) else {
+        guard let connection = Connection(worker: self, fd: fd, id: id, peer: peerAddress) else {
             evutil_closesocket(fd)
-            logger.warning("cannot set up a connection from \(peerName)")
+            logger.warning("cannot set up a connection from \(peerAddress)")
             return
         }
         connections[ObjectIdentifier(connection)] = connection
