@@ -221,12 +221,13 @@ class _Reader:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            r, _, _ = select.select([self.sock], [], [], min(left, 0.2))
-            if not r:
-                continue
             try:
+                # The server may close this socket while it stops: that is an EOF here.
+                r, _, _ = select.select([self.sock], [], [], min(left, 0.2))
+                if not r:
+                    continue
                 data = self.sock.recv(65536)
-            except (ConnectionResetError, OSError):
+            except (ValueError, OSError):
                 return False
             if not data:
                 return False
