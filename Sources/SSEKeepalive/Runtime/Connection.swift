@@ -1,7 +1,10 @@
 import CLibevent
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 
-/// One client connection: its bufferevent, at most one upstream bufferevent,
+/// One client connection: its client channel, at most one upstream channel,
 /// one timer. It feeds bytes to the pure parsers and plans and carries out
 /// what they decide; it decides nothing about HTTP or SSE itself.
 final class Connection {
@@ -9,8 +12,9 @@ final class Connection {
     /// "<worker>.<n>", for logs.
     let id: String
     let peer: PeerAddress
-    private let client: OpaquePointer
-    private var upstream: OpaquePointer?
+    /// Set once in init (after `self` exists, since the channel reports to it).
+    private var client: Channel!
+    private var upstream: Channel?
     private let timer: OpaquePointer
 
     private enum Phase {
@@ -35,46 +39,43 @@ final class Connection {
 
     private var phase = Phase.awaitingRequest
     private var timerRole = TimerRole.none
-    /// Bytes waiting for the client when the drain or flush clock last started.
+    /// Bytes on their way to the client when the drain or flush clock last started.
     private var pendingAtDrainCheck = 0
     /// Settings of the config in force when the current request started.
     private var settings: ProxySettings
     private var exchange: Exchange?
 
-    private var clientInput: EvBuffer { EvBuffer(bufferevent_get_input(client)) }
-    private var clientOutput: EvBuffer { EvBuffer(bufferevent_get_output(client)) }
+    private var clientInput: EvBuffer { client.input }
+    private var clientOutput: EvBuffer { client.output }
     private var config: Config { settings.config }
     private var logger: Logger { worker.logger }
 
     init?(worker: Worker, fd: Int32, id: String, peer: PeerAddress) {
-        guard let client = bufferevent_socket_new(worker.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else { return nil }
-        guard let timer = event_new(worker.base, -1, 0, timerCallback, nil) else {
-            bufferevent_free(client)
-            return nil
-        }
+        guard let timer = event_new(worker.base, -1, 0, timerCallback, nil) else { return nil }
         self.worker = worker
         self.id = id
         self.peer = peer
-        self.client = client
         self.timer = timer
         self.settings = worker.settings
+        guard let client = Channel.accepted(fd: fd, base: worker.base, delegate: self) else {
+            event_free(timer)
+            return nil
+        }
+        self.client = client
         let context = Unmanaged.passUnretained(self).toOpaque()
         event_assign(timer, worker.base, -1, 0, timerCallback, context)
         Self.setNoDelay(fd)
-        Self.setIOSizes(client)
-        bufferevent_setcb(client, clientReadCallback, clientWriteCallback, clientEventCallback, context)
-        bufferevent_setwatermark(client, Int16(EV_WRITE), config.streamBuffer / 2, 0)
+        client.lowWatermark = config.streamBuffer / 2
     }
 
     func start() {
-        bufferevent_enable(client, Int16(EV_READ | EV_WRITE))
+        client.setReading(true)
         arm(.clientHeader, config.clientHeaderTimeout)
         logger.trace("conn \(id): accepted from \(peer)")
     }
 
     /// Answers with an error page and closes (used before any request is read).
     func reject(status: Int, message: String) {
-        bufferevent_enable(client, Int16(EV_WRITE))
         logger.warning("conn \(id): \(message); refusing \(peer)")
         respondWithError(status: status, message: message, ending: .error)
     }
@@ -89,8 +90,7 @@ final class Connection {
                 forwardRequestBody()
             } else if clientInput.count > max(config.maxHeaderBytes * 2, 64 * 1024) {
                 // Pipelined requests wait for this response; bound what a client can pile up.
-                // (A manual watermark: libevent's would cost a callback entry per connection.)
-                bufferevent_disable(client, Int16(EV_READ))
+                client.setReading(false)
             }
         case .tunneling: if let upstream { relay(from: client, to: upstream) }
         case .closing, .closed: clientInput.drain(clientInput.count)
@@ -140,23 +140,15 @@ final class Connection {
         self.exchange = exchange
         logger.debug("conn \(id): \(request.method) \(request.path) route=\(route.name)")
 
-        guard let upstream = bufferevent_socket_new(worker.base, -1, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
-            respondWithError(status: 502, message: "cannot create an upstream socket", ending: .error)
-            return
-        }
-        self.upstream = upstream
-        Self.setIOSizes(upstream)
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        bufferevent_setcb(upstream, upstreamReadCallback, upstreamWriteCallback, upstreamEventCallback, context)
-        bufferevent_setwatermark(upstream, Int16(EV_WRITE), config.streamBuffer / 2, 0)
-        bufferevent_enable(upstream, Int16(EV_READ | EV_WRITE))
-        let started = route.upstream.withSockaddr { bufferevent_socket_connect(upstream, $0, $1) }
-        guard started == 0 else {
+        guard let upstream = Channel.connect(to: route.upstream, base: worker.base, delegate: self) else {
             upstreamUnreachable(code: sse_errno())
             return
         }
+        self.upstream = upstream
+        upstream.lowWatermark = config.streamBuffer / 2
+        upstream.setReading(true)
         arm(.connect, config.connectTimeout)
-        EvBuffer(bufferevent_get_output(upstream)).add(head)
+        upstream.output.add(head)
         worker.metrics.bytesClientToUpstream += head.count
         forwardRequestBody()
     }
@@ -164,7 +156,7 @@ final class Connection {
     /// Moves the request body from the client to the upstream, re-framed as planned.
     private func forwardRequestBody() {
         guard let exchange, let upstream, !exchange.requestComplete else { return }
-        let output = EvBuffer(bufferevent_get_output(upstream))
+        let output = upstream.output
         let chunked = exchange.requestChunked
         while true {
             let instruction: BodyDecoder.Instruction
@@ -187,9 +179,10 @@ final class Connection {
             case .skip(let n):
                 clientInput.drain(n)
             case .needMore:
+                upstream.flush()
                 if output.count > config.streamBuffer {
                     // Backpressure: the upstream reads slower than the client sends.
-                    bufferevent_disable(client, Int16(EV_READ))
+                    client.setReading(false)
                 }
                 return
             case .end:
@@ -209,7 +202,7 @@ final class Connection {
         case .exchanging:
             // The client drained: resume reading the upstream that was paused for it.
             if let upstream, clientOutput.count <= config.streamBuffer / 2 {
-                bufferevent_enable(upstream, Int16(EV_READ))
+                upstream.setReading(true)
                 if timerRole == .drain { rearmHeartbeat() }
             }
         case .tunneling:
@@ -219,15 +212,14 @@ final class Connection {
         }
     }
 
-    fileprivate func clientEvent(_ events: Int16) {
-        let failed = events & Int16(BEV_EVENT_ERROR) != 0
+    fileprivate func clientClosed(error code: Int32) {
+        let failed = code != 0
         if phase == .tunneling, !failed {
             exchange?.clientSentEOF = true
             tunnelHalfClosed()
             return
         }
         if failed {
-            let code = sse_errno()
             logDisconnect(side: "client", code: code)
             if exchange != nil { worker.metrics.clientDisconnected(.reset) }
         } else {
@@ -241,10 +233,16 @@ final class Connection {
 
     // MARK: Responses
 
-    fileprivate func upstreamEvent(_ events: Int16) {
+    fileprivate func upstreamConnected() {
+        guard let exchange, let upstream else { return }
+        exchange.upstreamConnected = true
+        Self.setNoDelay(upstream.fd)
+        if exchange.requestComplete { arm(.response, config.responseTimeout) } else { disarm() }
+    }
+
+    fileprivate func upstreamClosed(error code: Int32) {
         guard let exchange else { return }
-        let failed = events & Int16(BEV_EVENT_ERROR) != 0
-        let code = failed ? sse_errno() : 0
+        let failed = code != 0
         if phase == .tunneling {
             if failed {
                 logDisconnect(side: "upstream", code: code)
@@ -254,12 +252,6 @@ final class Connection {
                 exchange.upstreamSentEOF = true
                 tunnelHalfClosed()
             }
-            return
-        }
-        if events & Int16(BEV_EVENT_CONNECTED) != 0 {
-            exchange.upstreamConnected = true
-            if let upstream { Self.setNoDelay(bufferevent_getfd(upstream)) }
-            if exchange.requestComplete { arm(.response, config.responseTimeout) } else { disarm() }
             return
         }
         guard exchange.response != nil else {
@@ -302,7 +294,7 @@ final class Connection {
         case .tunneling:
             relay(from: upstream, to: client)
         case .exchanging:
-            if exchange?.response == nil { readResponseHead(EvBuffer(bufferevent_get_input(upstream))) }
+            if exchange?.response == nil { readResponseHead(upstream.input) }
             if phase == .exchanging, exchange?.response != nil { forwardResponseBody() }
         case .awaitingRequest, .closing, .closed:
             break
@@ -316,7 +308,7 @@ final class Connection {
         }
         // The upstream drained the request body: read more of it from the client.
         if phase == .exchanging, exchange?.requestComplete == false {
-            bufferevent_enable(client, Int16(EV_READ))
+            client.setReading(true)
         }
     }
 
@@ -380,7 +372,7 @@ final class Connection {
     /// Moves response payload to the client in this same callback, re-framed as planned.
     private func forwardResponseBody() {
         guard let exchange, let upstream, let plan = exchange.response else { return }
-        let input = EvBuffer(bufferevent_get_input(upstream))
+        let input = upstream.input
         var wrote = false
         while true {
             let instruction: BodyDecoder.Instruction
@@ -410,9 +402,10 @@ final class Connection {
             case .needMore:
                 // Every write restarts the idle clock.
                 if wrote, plan.heartbeats, let interval = exchange.route.heartbeatInterval { arm(.heartbeat, interval) }
+                client.flush()
                 if clientOutput.count > config.streamBuffer {
                     // Backpressure: stop reading the upstream until the client drains (SPEC 4).
-                    bufferevent_disable(upstream, Int16(EV_READ))
+                    upstream.setReading(false)
                     armDrainClock(.drain)
                 }
                 return
@@ -478,7 +471,7 @@ final class Connection {
             return
         }
         phase = .awaitingRequest
-        bufferevent_enable(client, Int16(EV_READ))
+        client.setReading(true)
         arm(.keepAlive, config.keepaliveTimeout)
         // A pipelined request may already be waiting.
         readRequestHead()
@@ -553,32 +546,31 @@ final class Connection {
         disarm()
         logger.debug("conn \(id): tunnel open")
         // Empty-output callbacks drive half-closes and backpressure from here on.
-        bufferevent_setwatermark(client, Int16(EV_WRITE), 0, 0)
-        bufferevent_setwatermark(upstream, Int16(EV_WRITE), 0, 0)
-        bufferevent_enable(client, Int16(EV_READ))
+        client.lowWatermark = 0
+        upstream.lowWatermark = 0
+        client.setReading(true)
         relay(from: upstream, to: client)
         relay(from: client, to: upstream)
     }
 
     /// Moves everything readable from `source` to `destination`, pausing `source` while `destination` is full.
-    private func relay(from source: OpaquePointer, to destination: OpaquePointer) {
-        let input = EvBuffer(bufferevent_get_input(source))
-        let output = EvBuffer(bufferevent_get_output(destination))
-        let n = input.count
-        input.move(n, to: output)
-        if source == client { worker.metrics.bytesClientToUpstream += n } else {
+    private func relay(from source: Channel, to destination: Channel) {
+        let n = source.input.count
+        source.input.move(n, to: destination.output)
+        if source === client { worker.metrics.bytesClientToUpstream += n } else {
             worker.metrics.bytesUpstreamToClient += n
             exchange?.bytesSent += n
         }
-        if output.count > config.streamBuffer { bufferevent_disable(source, Int16(EV_READ)) }
+        destination.flush()
+        if destination.output.count > config.streamBuffer { source.setReading(false) }
     }
 
     /// `destination`'s output emptied: resume its source, or pass on the source's EOF.
-    private func tunnelDrained(_ destination: OpaquePointer, source: OpaquePointer, sourceSentEOF: Bool) {
+    private func tunnelDrained(_ destination: Channel, source: Channel, sourceSentEOF: Bool) {
         if sourceSentEOF {
-            _ = shutdown(bufferevent_getfd(destination), Int32(SHUT_WR))
+            destination.shutdownWrite()
         } else {
-            bufferevent_enable(source, Int16(EV_READ))
+            source.setReading(true)
         }
     }
 
@@ -590,14 +582,14 @@ final class Connection {
             return
         }
         if exchange.clientSentEOF {
-            bufferevent_disable(client, Int16(EV_READ))
-            if EvBuffer(bufferevent_get_output(upstream)).count == 0 {
-                _ = shutdown(bufferevent_getfd(upstream), Int32(SHUT_WR))
-            }
+            client.setReading(false)
+            upstream.flush()
+            if upstream.output.count == 0 { upstream.shutdownWrite() }
         }
         if exchange.upstreamSentEOF {
-            bufferevent_disable(upstream, Int16(EV_READ))
-            if clientOutput.count == 0 { _ = shutdown(bufferevent_getfd(client), Int32(SHUT_WR)) }
+            upstream.setReading(false)
+            client.flush()
+            if clientOutput.count == 0 { client.shutdownWrite() }
         }
     }
 
@@ -630,12 +622,12 @@ final class Connection {
         case .heartbeat:
             sendHeartbeat()
         case .flush, .drain:
-            if clientOutput.count < pendingAtDrainCheck {
+            if client.pendingBytes < pendingAtDrainCheck {
                 // Slow but reading: only a client that reads nothing for the whole timeout is cut.
                 armDrainClock(role)
                 return
             }
-            logger.debug("conn \(id): client \(peer) read nothing for \(config.keepaliveTimeout) with \(clientOutput.count) bytes waiting; closing")
+            logger.debug("conn \(id): client \(peer) read nothing for \(config.keepaliveTimeout) with \(client.pendingBytes) bytes waiting; closing")
             worker.metrics.clientDisconnected(.timeout)
             endExchange(.timeout)
             close()
@@ -643,7 +635,7 @@ final class Connection {
     }
 
     private func armDrainClock(_ role: TimerRole) {
-        pendingAtDrainCheck = clientOutput.count
+        pendingAtDrainCheck = client.pendingBytes
         arm(role, config.keepaliveTimeout)
     }
 
@@ -701,23 +693,34 @@ final class Connection {
         guard phase != .closed else { return }
         releaseUpstream()
         phase = .closing
-        bufferevent_disable(client, Int16(EV_READ))
+        client.setReading(false)
         clientInput.drain(clientInput.count)
+        client.flush()
         if clientOutput.count == 0 {
             close()
             return
         }
-        // The write callback fires once the output is empty; a client that never reads is cut after keepalive.
-        bufferevent_setwatermark(client, Int16(EV_WRITE), 0, 0)
-        bufferevent_enable(client, Int16(EV_WRITE))
+        // channelDrained fires once the output is empty; a client that never reads is cut after keepalive.
+        client.lowWatermark = 0
         armDrainClock(.flush)
     }
 
     private func releaseUpstream() {
         if let upstream {
-            bufferevent_free(upstream)
+            upstream.close()
             self.upstream = nil
         }
+    }
+
+    /// Writes what this loop turn queued on either side. A flush that empties an
+    /// output gets no drain callback later, so its consequences (resume the
+    /// paused side, finish a close) are taken here.
+    private func flushQueued() {
+        guard phase != .closed else { return }
+        client.flush()
+        upstream?.flush()
+        if clientOutput.count <= client.lowWatermark { clientWritable() }
+        if phase != .closed, let upstream, upstream.output.count <= upstream.lowWatermark { upstreamWritable() }
     }
 
     /// Frees everything this connection owns, exactly once.
@@ -727,7 +730,7 @@ final class Connection {
         phase = .closed
         releaseUpstream()
         event_free(timer)
-        bufferevent_free(client)
+        client.close()
         worker.forget(self)
     }
 
@@ -747,12 +750,6 @@ final class Connection {
         }
     }
 
-    /// libevent reads and writes 16 KiB per call by default; larger calls halve the syscalls of a flood.
-    private static func setIOSizes(_ bev: OpaquePointer) {
-        bufferevent_set_max_single_read(bev, 64 * 1024)
-        bufferevent_set_max_single_write(bev, 64 * 1024)
-    }
-
     private static func setNoDelay(_ fd: Int32) {
         guard fd >= 0 else { return }
         var one: Int32 = 1
@@ -760,36 +757,39 @@ final class Connection {
     }
 }
 
-// MARK: C callbacks (state travels through the context pointer)
+// MARK: Loop entry points
 
-private func connection(_ context: UnsafeMutableRawPointer?) -> Connection {
-    Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
-}
+extension Connection: ChannelDelegate {
+    // Each entry point ends by flushing what it queued: bytes read from one
+    // side go out to the other in the same loop turn.
 
-private func clientReadCallback(_ bev: OpaquePointer?, _ context: UnsafeMutableRawPointer?) {
-    connection(context).clientReadable()
-}
+    func channelReadable(_ channel: Channel) {
+        if channel === client { clientReadable() } else { upstreamReadable() }
+        flushQueued()
+    }
 
-private func clientWriteCallback(_ bev: OpaquePointer?, _ context: UnsafeMutableRawPointer?) {
-    connection(context).clientWritable()
-}
+    func channelDrained(_ channel: Channel) {
+        if channel === client { clientWritable() } else { upstreamWritable() }
+        flushQueued()
+    }
 
-private func clientEventCallback(_ bev: OpaquePointer?, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
-    connection(context).clientEvent(events)
-}
+    func channelConnected(_ channel: Channel) {
+        upstreamConnected()
+        flushQueued()
+    }
 
-private func upstreamReadCallback(_ bev: OpaquePointer?, _ context: UnsafeMutableRawPointer?) {
-    connection(context).upstreamReadable()
-}
+    func channelClosed(_ channel: Channel, error: Int32) {
+        if channel === client { clientClosed(error: error) } else { upstreamClosed(error: error) }
+        flushQueued()
+    }
 
-private func upstreamWriteCallback(_ bev: OpaquePointer?, _ context: UnsafeMutableRawPointer?) {
-    connection(context).upstreamWritable()
-}
-
-private func upstreamEventCallback(_ bev: OpaquePointer?, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
-    connection(context).upstreamEvent(events)
+    fileprivate func timerFiredFromLoop() {
+        timerFired()
+        flushQueued()
+    }
 }
 
 private func timerCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
-    connection(context).timerFired()
+    let connection = Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
+    withExtendedLifetime(connection) { connection.timerFiredFromLoop() }
 }
