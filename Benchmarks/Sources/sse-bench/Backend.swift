@@ -204,7 +204,8 @@ final class Backend: @unchecked Sendable {
             todo = cap
         }
         var n: UInt64 = 0
-        while n < todo {
+        // A write error closes a stream (and shrinks the list) inside this loop.
+        while n < todo, !rateStreams.isEmpty {
             if roundRobin >= rateStreams.count { roundRobin = 0 }
             let conn = rateStreams[roundRobin]
             roundRobin += 1

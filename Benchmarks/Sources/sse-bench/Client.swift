@@ -213,6 +213,7 @@ final class Client: @unchecked Sendable {
     private func startWindow() {
         windowStart = totals
         latency.reset()
+        if phase == .measuring { emit("{\"phase\":\"measuring\"}") }
     }
 
     private func finish() {
