@@ -19,7 +19,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
     }
 
     /// - partialForward: forward a random 1...n of each `.payload(n)` instead of all of it.
-    func drive(_ framing: BodyFraming, _ feeds: [[UInt8]], rng: inout ProxyRNG, partialForward: Bool = false,
+    func drive(_ framing: BodyFraming, _ feeds: [[UInt8]], rng: inout SeededRNG, partialForward: Bool = false,
                file: StaticString = #filePath, line: UInt = #line) throws(HTTPParseError) -> Run {
         var decoder = BodyDecoder(framing)
         var run = Run()
@@ -77,7 +77,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
     }
 
     /// Splits `data` into random feeds (sizes 0...maxFeed; empty feeds included).
-    func randomFeeds(_ data: [UInt8], maxFeed: Int, rng: inout ProxyRNG) -> [[UInt8]] {
+    func randomFeeds(_ data: [UInt8], maxFeed: Int, rng: inout SeededRNG) -> [[UInt8]] {
         var feeds: [[UInt8]] = []
         var i = 0
         while i < data.count {
@@ -93,7 +93,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
     // MARK: - Content-Length
 
     func testContentLengthAnySplitLeavesPipelinedBytes() throws {
-        var rng = ProxyRNG(seed: 1)
+        var rng = SeededRNG(seed: 1)
         for length in [1, 2, 7, 100, 4096] {
             let body = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
             let wire = body + Self.pipelined
@@ -109,7 +109,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
     }
 
     func testContentLengthEveryTwoWaySplit() throws {
-        var rng = ProxyRNG(seed: 2)
+        var rng = SeededRNG(seed: 2)
         let body = proxyBytes("hello, world")
         let wire = body + Self.pipelined
         for cut in 0...wire.count {
@@ -121,7 +121,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
     }
 
     func testContentLengthTruncatedDoesNotEndAtClose() throws {
-        var rng = ProxyRNG(seed: 3)
+        var rng = SeededRNG(seed: 3)
         let body = proxyBytes("0123456789")
         for have in 0..<body.count {
             let run = try drive(.contentLength(body.count), [Array(body[..<have])], rng: &rng)
@@ -155,7 +155,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
     // MARK: - No body
 
     func testNoBodyEndsImmediatelyAndTouchesNothing() throws {
-        var rng = ProxyRNG(seed: 4)
+        var rng = SeededRNG(seed: 4)
         for framing in [BodyFraming.none, .contentLength(0)] {
             var fresh = BodyDecoder(framing)
             XCTAssertTrue(fresh.endsAtClose, "\(framing)")
@@ -174,7 +174,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
     // MARK: - Close-delimited
 
     func testCloseDelimitedForwardsEverythingAndEndsOnlyAtClose() throws {
-        var rng = ProxyRNG(seed: 5)
+        var rng = SeededRNG(seed: 5)
         let data = (0..<3000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         for trial in 0..<30 {
             let feeds = randomFeeds(data, maxFeed: 1 + trial * 20, rng: &rng)
@@ -200,7 +200,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
         + Array(repeating: UInt8(ascii: "x"), count: 26) + proxyBytes("\r\n4\r\n\r\n\r\n\r\n0\r\nExpires: never\r\nX-T: 1\r\n\r\n")
 
     func testChunkedSplitAtEveryPosition() throws {
-        var rng = ProxyRNG(seed: 6)
+        var rng = SeededRNG(seed: 6)
         let wire = Self.chunkedWire + Self.pipelined
         for cut in 0...wire.count {
             for trial in 0..<3 {
@@ -215,7 +215,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
     }
 
     func testChunkedByteByByte() throws {
-        var rng = ProxyRNG(seed: 7)
+        var rng = SeededRNG(seed: 7)
         let wire = Self.chunkedWire + Self.pipelined
         let run = try drive(.chunked, wire.map { [$0] }, rng: &rng)
         XCTAssertEqual(run.payload, Self.chunkedBody)
@@ -225,7 +225,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
     }
 
     func testChunkedRandomMessagesRandomFeeds() throws {
-        var rng = ProxyRNG(seed: 8)
+        var rng = SeededRNG(seed: 8)
         for trial in 0..<300 {
             var wire: [UInt8] = []
             var body: [UInt8] = []
@@ -250,7 +250,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
     }
 
     func testChunkedTruncatedDoesNotEndAtClose() throws {
-        var rng = ProxyRNG(seed: 9)
+        var rng = SeededRNG(seed: 9)
         for have in 0..<Self.chunkedWire.count {
             let run = try drive(.chunked, [Array(Self.chunkedWire[..<have])], rng: &rng)
             XCTAssertFalse(run.ended, "have \(have)")
@@ -262,7 +262,7 @@ final class ProxyBodyDecoderTests: XCTestCase {
         let bad = ["zz\r\nabc\r\n0\r\n\r\n", "5\r\nhelloXX0\r\n\r\n", "5\nhello\r\n0\r\n\r\n", "\r\n", "-1\r\n"]
         for text in bad {
             for seed in UInt64(0)..<5 {
-                var rng = ProxyRNG(seed: seed)
+                var rng = SeededRNG(seed: seed)
                 do {
                     _ = try drive(.chunked, [proxyBytes(text)], rng: &rng)
                     XCTFail("\(text.debugDescription): expected an error")

@@ -404,7 +404,7 @@ final class ProxyHeaderPolicyPropertyTests: XCTestCase {
     private static let endToEnd = ["Accept", "Accept-Encoding", "Cookie", "User-Agent", "X-A", "X-B", "Authorization", "Content-Type"]
 
     func testRandomRequestsGiveValidUpstreamHeads() throws {
-        var rng = ProxyRNG(seed: 42)
+        var rng = SeededRNG(seed: 42)
         for trial in 0..<2000 {
             var fields: [(String, String)] = [("Host", "h.example")]
             for _ in 0..<Int.random(in: 0...10, using: &rng) {

@@ -51,18 +51,6 @@ func proxyReparse(_ head: ResponseHead, file: StaticString = #filePath, line: UI
     return nil
 }
 
-/// SplitMix64, seeded, so every run draws the same windows.
-struct ProxyRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 func proxyBytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 func proxyString(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
@@ -76,7 +64,7 @@ final class ProxySupportTests: XCTestCase {
     }
 
     func testRNGIsDeterministic() {
-        var a = ProxyRNG(seed: 7), b = ProxyRNG(seed: 7)
+        var a = SeededRNG(seed: 7), b = SeededRNG(seed: 7)
         XCTAssertEqual((0..<5).map { _ in a.next() }, (0..<5).map { _ in b.next() })
     }
 }

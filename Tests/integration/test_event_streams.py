@@ -140,7 +140,7 @@ def test_no_heartbeat_right_after_cr(stack):
 @proxy_only
 def test_custom_comment(stack):
     s = stack(heartbeat={"interval": "300ms", "comment": "ka"})
-    s.upstream.route("/s", up.event_stream([(2 * I, b"data: a\n"), (2 * I, b"\n")]))
+    s.upstream.route("/s", up.event_stream([(1.5 * I, b"data: a\n"), (1.5 * I, b"\n")]))
     head, body = fetch_stream(s.addr, "/s")
     assert body.data.startswith(b":ka\n\ndata: a\n:ka\n")
     check_stream(body.data, b"data: a\n\n", comment="ka")
@@ -149,8 +149,8 @@ def test_custom_comment(stack):
 @proxy_only
 def test_blank_line_false_uses_single_line_everywhere(stack):
     s = stack(heartbeat={"interval": "300ms", "blank_line": False})
-    s.upstream.route("/s", up.event_stream([(2 * I, b"id: 1\ndata: a\n\n"), (2 * I, b"data: b\n"),
-                                            (2 * I, b"\n")]))
+    s.upstream.route("/s", up.event_stream([(1.5 * I, b"id: 1\ndata: a\n\n"), (1.5 * I, b"data: b\n"),
+                                            (1.5 * I, b"\n")]))
     head, body = fetch_stream(s.addr, "/s")
     assert body.data.startswith(HB_LINE + b"id: 1")
     a = check_stream(body.data, b"id: 1\ndata: a\n\ndata: b\n\n", blank_line=False)
@@ -208,9 +208,10 @@ def test_idle_clock_restarts_after_every_write(stack):
 
 @proxy_only
 def test_bom_dropped_only_after_a_leading_heartbeat(stack):
-    s = stack()
+    # /early-bom gets a long interval: its first bytes must win the race even on a loaded machine.
+    s = stack(routes=[{"path": "/early-bom", "heartbeat": "5s"}])
     late = b"\xef\xbb\xbfdata: 1\n\n\xef\xbb\xbfdata: 2\n\n"
-    s.upstream.route("/late-bom", up.event_stream([(2 * I, late)]))
+    s.upstream.route("/late-bom", up.event_stream([(1.5 * I, late)]))
     s.upstream.route("/early-bom", up.event_stream([(0, late), (2 * I, b"data: 3\n\n")]))
     head, body = fetch_stream(s.addr, "/late-bom")
     a = check_stream(body.data, late)

@@ -232,22 +232,27 @@ public struct ChunkedDecoder: Sendable {
 public enum ChunkedEncoding {
     /// Lowercase hex length + CRLF, e.g. "1a\r\n".
     public static func chunkHeader(_ length: Int) -> [UInt8] {
+        withChunkHeader(length) { Array($0) }
+    }
+
+    /// The chunk header for `length` in a stack buffer (no allocation on the hot path).
+    public static func withChunkHeader<R>(_ length: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
         precondition(length >= 0)
-        var out: [UInt8] = []
-        out.reserveCapacity(18)
-        if length == 0 {
-            out.append(0x30)
-        } else {
-            var shift = (Int.bitWidth - length.leadingZeroBitCount - 1) / 4 * 4
+        // 16 hex digits at most, plus CRLF.
+        var storage: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        return withUnsafeMutableBytes(of: &storage) { out in
+            var count = 0
+            var shift = length == 0 ? 0 : (Int.bitWidth - length.leadingZeroBitCount - 1) / 4 * 4
             while shift >= 0 {
                 let nibble = UInt8((length >> shift) & 0xF)
-                out.append(nibble < 10 ? 0x30 + nibble : 0x61 + nibble - 10)
+                out[count] = nibble < 10 ? 0x30 + nibble : 0x61 + nibble - 10
+                count += 1
                 shift -= 4
             }
+            out[count] = HTTPBytes.cr
+            out[count + 1] = HTTPBytes.lf
+            return body(UnsafeRawBufferPointer(rebasing: out[0..<(count + 2)]))
         }
-        out.append(HTTPBytes.cr)
-        out.append(HTTPBytes.lf)
-        return out
     }
 
     /// "\r\n" after chunk data.

@@ -59,6 +59,7 @@ final class Connection {
         let context = Unmanaged.passUnretained(self).toOpaque()
         event_assign(timer, worker.base, -1, 0, timerCallback, context)
         Self.setNoDelay(fd)
+        Self.setIOSizes(client)
         bufferevent_setcb(client, clientReadCallback, clientWriteCallback, clientEventCallback, context)
         // Bounds what a client can pile up (pipelined requests) while its response streams.
         bufferevent_setwatermark(client, Int16(EV_READ), 0, max(config.maxHeaderBytes * 2, 64 * 1024))
@@ -128,6 +129,7 @@ final class Connection {
         }
         phase = .exchanging
         let exchange = Exchange(route: route, request: request, requestPlan: plan)
+        let head = plan.upstreamHead.serialized()
         self.exchange = exchange
         logger.debug("conn \(id): \(request.method) \(request.path) route=\(route.name)")
 
@@ -136,6 +138,7 @@ final class Connection {
             return
         }
         self.upstream = upstream
+        Self.setIOSizes(upstream)
         let context = Unmanaged.passUnretained(self).toOpaque()
         bufferevent_setcb(upstream, upstreamReadCallback, upstreamWriteCallback, upstreamEventCallback, context)
         bufferevent_setwatermark(upstream, Int16(EV_WRITE), config.streamBuffer / 2, 0)
@@ -146,7 +149,6 @@ final class Connection {
             return
         }
         arm(.connect, config.connectTimeout)
-        let head = plan.upstreamHead.serialized()
         EvBuffer(bufferevent_get_output(upstream)).add(head)
         worker.metrics.bytesClientToUpstream += head.count
         forwardRequestBody()
@@ -156,7 +158,7 @@ final class Connection {
     private func forwardRequestBody() {
         guard let exchange, let upstream, !exchange.requestComplete else { return }
         let output = EvBuffer(bufferevent_get_output(upstream))
-        let chunked = exchange.requestPlan.bodyFraming == .chunked
+        let chunked = exchange.requestFraming == .chunked
         while true {
             let instruction: BodyDecoder.Instruction
             do {
@@ -170,7 +172,7 @@ final class Connection {
             }
             switch instruction {
             case .payload(let n):
-                if chunked { output.add(ChunkedEncoding.chunkHeader(n)) }
+                if chunked { ChunkedEncoding.withChunkHeader(n) { output.add($0) } }
                 clientInput.move(n, to: output)
                 if chunked { output.add(ChunkedEncoding.chunkEnd) }
                 exchange.requestBody.didForwardPayload(n)
@@ -336,9 +338,9 @@ final class Connection {
             do {
                 plan = try ResponsePlan.make(
                     response: head, request: exchange.request,
-                    clientKeepAlive: exchange.requestPlan.clientKeepAlive,
+                    clientKeepAlive: exchange.clientKeepAlive,
                     heartbeatInterval: exchange.route.heartbeatInterval,
-                    upgradeRequested: exchange.requestPlan.upgrade != nil)
+                    upgradeRequested: exchange.upgradeRequested)
             } catch {
                 upstreamMalformed(error)
                 return
@@ -420,7 +422,7 @@ final class Connection {
             withUnsafeBytes(of: &tail) { exchange.cursor.advance(UnsafeRawBufferPointer(rebasing: $0[0..<copied])) }
         }
         let chunked = plan.clientFraming == .chunked
-        if chunked { sendToClient(ChunkedEncoding.chunkHeader(n)) }
+        if chunked { ChunkedEncoding.withChunkHeader(n) { sendToClient($0) } }
         input.move(n, to: clientOutput)
         exchange.bytesSent += n
         worker.metrics.bytesUpstreamToClient += n
@@ -431,12 +433,16 @@ final class Connection {
     /// Payload the proxy writes itself (held BOM candidates, heartbeats), framed for the client.
     private func writePayload(_ bytes: [UInt8], plan: ResponsePlan) {
         let chunked = plan.clientFraming == .chunked
-        if chunked { sendToClient(ChunkedEncoding.chunkHeader(bytes.count)) }
+        if chunked { ChunkedEncoding.withChunkHeader(bytes.count) { sendToClient($0) } }
         sendToClient(bytes)
         if chunked { sendToClient(ChunkedEncoding.chunkEnd) }
     }
 
     private func sendToClient(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { sendToClient($0) }
+    }
+
+    private func sendToClient(_ bytes: UnsafeRawBufferPointer) {
         clientOutput.add(bytes)
         exchange?.bytesSent += bytes.count
         worker.metrics.bytesUpstreamToClient += bytes.count
@@ -737,6 +743,12 @@ final class Connection {
         case .unsupportedVersion: return "HTTP version not supported"
         case .malformed(let reason): return "malformed request: \(reason)"
         }
+    }
+
+    /// libevent reads and writes 16 KiB per call by default; larger calls halve the syscalls of a flood.
+    private static func setIOSizes(_ bev: OpaquePointer) {
+        bufferevent_set_max_single_read(bev, 64 * 1024)
+        bufferevent_set_max_single_write(bev, 64 * 1024)
     }
 
     private static func setNoDelay(_ fd: Int32) {

@@ -9,8 +9,12 @@ final class Exchange {
     var route: ProxySettings.Route
     /// Label for metrics and the access log, fixed for the exchange's life.
     let routeName: String
+    /// The request line only: its header fields are not kept once the upstream head is built
+    /// (memory per open stream is a product figure).
     let request: RequestHead
-    let requestPlan: RequestPlan
+    let requestFraming: BodyFraming
+    let clientKeepAlive: Bool
+    let upgradeRequested: Bool
     let startedAt = Exchange.monotonicMilliseconds()
 
     var requestBody: BodyDecoder
@@ -38,8 +42,10 @@ final class Exchange {
     init(route: ProxySettings.Route, request: RequestHead, requestPlan: RequestPlan) {
         self.route = route
         self.routeName = route.name
-        self.request = request
-        self.requestPlan = requestPlan
+        self.request = RequestHead(method: request.method, target: request.target, version: request.version, headers: HTTPHeaders())
+        self.requestFraming = requestPlan.bodyFraming
+        self.clientKeepAlive = requestPlan.clientKeepAlive
+        self.upgradeRequested = requestPlan.upgrade != nil
         self.requestBody = BodyDecoder(requestPlan.bodyFraming)
     }
 

@@ -37,9 +37,10 @@ public final class Server: @unchecked Sendable {
 
         let settings = try Self.settings(for: config)
         let count = Self.workerCount(config.workers)
+        let openConnections = ConnectionCount()
         for index in 0..<count {
-            workers.append(try Worker(index: index, settings: settings, logger: logger) { [unowned self] _ in
-                self.workerStopped()
+            workers.append(try Worker(index: index, settings: settings, logger: logger, openConnections: openConnections) {
+                [unowned self] _ in self.workerStopped()
             })
         }
         try listen(on: config.listen)
@@ -116,6 +117,7 @@ public final class Server: @unchecked Sendable {
 
     /// SIGHUP: re-read the file; a bad file changes nothing (SPEC 2).
     private func reload() {
+        guard !draining else { return }
         let newConfig: Config
         let settings: ProxySettings
         do {

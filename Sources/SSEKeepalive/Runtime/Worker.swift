@@ -41,14 +41,18 @@ final class Worker: @unchecked Sendable {
     private var wakeEvent: OpaquePointer?
     private var stopped = false
     private let onStop: @Sendable (Int) -> Void
+    /// Open client connections across all workers (`limits.max_connections` is global).
+    private let openConnections: ConnectionCount
 
-    init(index: Int, settings: ProxySettings, logger: Logger, onStop: @escaping @Sendable (Int) -> Void) throws(ServerError) {
+    init(index: Int, settings: ProxySettings, logger: Logger, openConnections: ConnectionCount,
+         onStop: @escaping @Sendable (Int) -> Void) throws(ServerError) {
         guard let base = event_base_new() else { throw ServerError("cannot create an event base") }
         self.index = index
         self.base = base
         self.settings = settings
         self.logger = logger
         self.onStop = onStop
+        self.openConnections = openConnections
         let context = Unmanaged.passUnretained(self).toOpaque()
         wakeEvent = event_new(base, -1, 0, wakeCallback, context)
     }
@@ -149,7 +153,7 @@ final class Worker: @unchecked Sendable {
         }
         connections[ObjectIdentifier(connection)] = connection
         metrics.connectionsAccepted += 1
-        if connections.count > settings.config.maxConnections {
+        if openConnections.increment() > settings.config.maxConnections {
             connection.reject(status: 503, message: "too many connections")
         } else {
             connection.start()
@@ -157,7 +161,8 @@ final class Worker: @unchecked Sendable {
     }
 
     func forget(_ connection: Connection) {
-        connections.removeValue(forKey: ObjectIdentifier(connection))
+        guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        openConnections.decrement()
         stopIfDrained()
     }
 
@@ -177,6 +182,15 @@ final class Worker: @unchecked Sendable {
         commonTimeouts[span.milliseconds] = pointer
         return pointer
     }
+}
+
+/// Client connections open across workers: touched once per accept and close, never per read.
+final class ConnectionCount: Sendable {
+    private let value = Atomic<Int>(0)
+
+    /// The count including the new connection.
+    func increment() -> Int { value.wrappingAdd(1, ordering: .relaxed).newValue }
+    func decrement() { value.wrappingSubtract(1, ordering: .relaxed) }
 }
 
 /// A scrape in progress: each worker drops its copy here from its own thread.
