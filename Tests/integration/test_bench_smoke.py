@@ -42,7 +42,8 @@ def test_bench_smoke_writes_all_figures(tmp_path):
     idle = ssk["idle"]
     assert idle["streams"] == results["meta"]["params"]["idle_streams"]
     assert idle["failed"] == 0 and idle["closed_early"] == 0
-    assert {"kib_per_stream", "pss_rest_kib", "pss_loaded_kib", "heartbeats_per_stream"} <= set(idle)
+    assert {"kib_per_stream", "pss_anon_rest_kib", "pss_anon_loaded_kib", "kib_per_stream_total_pss",
+            "heartbeats_per_stream"} <= set(idle)
     assert idle["upstreams_left_open_after_clients_left"] == 0
 
     for name in ("direct", "sse-keepalive"):
