@@ -12,7 +12,7 @@ struct SSEKeepaliveCommand: ParsableCommand {
         commandName: "sse-keepalive",
         abstract: "A reverse-proxy sidecar that keeps Server-Sent Events streams alive.",
         version: SSEKeepaliveVersion.string,
-        subcommands: [Run.self, Check.self],
+        subcommands: [Run.self, Check.self, Probe.self],
         defaultSubcommand: Run.self
     )
 }
@@ -74,6 +74,46 @@ struct Check: ParsableCommand {
     func run() throws {
         let config = try options.load()
         print(config.rendered(), terminator: "")
+    }
+}
+
+struct Probe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Connect to an event stream like a browser's EventSource and report what the path does to it.",
+        discussion: """
+            Reports the response head, a timeline of events and comments, idle timeouts and \
+            buffering on the path, and the heartbeat interval to configure. Exit status 0 when \
+            the stream stayed healthy for the whole --duration, 1 otherwise. http:// only.
+            """
+    )
+
+    @Argument(help: "The stream's http:// URL.")
+    var url: String
+
+    @Option(name: .customLong("header"), help: "Extra request header Name:value (repeatable).")
+    var headers: [String] = []
+
+    @Option(name: .long, help: "How long to watch the stream: 500ms, 15s, 2m, 1h.")
+    var duration: String = ProbeOptions.defaultDuration
+
+    @Option(name: .customLong("last-event-id"), help: "Send Last-Event-ID, as a reconnecting EventSource does.")
+    var lastEventID: String?
+
+    @Flag(name: .long, help: "Print one JSON object instead of the text report.")
+    var json = false
+
+    @Flag(name: .long, help: "No progress line on stderr.")
+    var quiet = false
+
+    func run() throws {
+        let options: ProbeOptions
+        do {
+            options = try ProbeOptions.parse(url: url, headers: headers, duration: duration, lastEventID: lastEventID)
+        } catch {
+            FileHandleStderr.write("sse-keepalive probe: \(error)\n")
+            throw ExitCode(1)
+        }
+        throw ExitCode(ProbeMain.run(options, json: json, quiet: quiet))
     }
 }
 

@@ -107,3 +107,13 @@ final class MetricsSnapshotTests: XCTestCase {
         XCTAssertEqual(parsed.value("sse_keepalive_workers"), 4)
     }
 }
+
+final class MetricsStreamSeriesTests: XCTestCase {
+    func testOpeningAStreamStartsItsHeartbeatSeriesAtZero() {
+        var m = MetricsSnapshot()
+        m.streamOpened(route: "/quiet")
+        XCTAssertEqual(m.heartbeats["/quiet"], 0)
+        XCTAssertTrue(m.prometheusText(workers: 1, draining: false)
+            .contains("sse_keepalive_heartbeats_total{route=\"/quiet\"} 0"))
+    }
+}

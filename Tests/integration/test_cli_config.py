@@ -159,3 +159,72 @@ def test_sigterm_closes_event_streams_after_grace_and_exits_0(upstream):
             assert s.connect_ex(p.addr) != 0, "still accepting after SIGTERM"
     finally:
         p.stop()
+
+
+def rewrite_config(proxy, cfg):
+    with open(proxy.config_path, "w") as f:
+        f.write(to_yaml(cfg) + "\n")
+
+
+@pytest.mark.timeout(30)
+def test_sighup_reload_new_routes_and_new_interval_for_open_streams(start_proxy):
+    from harness import sse
+    from harness.timing import gaps, median
+    with up.Upstream() as a, up.Upstream() as b:
+        for u in (a, b):
+            u.route("/events", up.event_stream([], end="hang"))
+        b.route("/", up.response(200, [], b"from-b"))
+        cfg = base_config(a.config_addr, heartbeat={"interval": "200ms"})
+        p = start_proxy(cfg)
+        conn, head = open_stream(p.addr, "/events")
+        try:
+            before = http.read_stream(conn, head, 0.9)
+            assert before.data.count(b":heartbeat\n\n") >= 3, before.data
+            cfg = dict(cfg, heartbeat={"interval": "700ms"}, routes=[{"path": "/new", "upstream": b.config_addr}])
+            rewrite_config(p, cfg)
+            p.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+            after = http.read_stream(conn, head, 2.6)
+        finally:
+            conn.close()
+        assert sse.strip_heartbeats(after.data) == b"", after.data
+        times = [t for t, d in after.pieces]
+        g = median(gaps(times))
+        assert 0.45 <= g <= 1.2, f"open stream heartbeat gap {g:.2f}s after reload to 700ms"
+        assert http.request(p.addr, "GET", "/new/thing").body.data == b"from-b"
+        assert p.alive()
+
+
+def test_sighup_with_invalid_file_keeps_old_config(upstream, start_proxy):
+    upstream.route("/old", up.response(200, [], b"old-config"))
+    cfg = base_config(upstream.config_addr)
+    p = start_proxy(cfg)
+    assert http.request(p.addr, "GET", "/old").body.data == b"old-config"
+    with open(p.config_path, "w") as f:
+        f.write("listen: [unclosed\nheartbeat:\n  interval: nope\n")
+    p.proc.send_signal(signal.SIGHUP)
+    err = None
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and not err:
+        err = [l for l in p.lines_at_or_above("error") if "sse-keepalive.yaml" in l.text]
+        time.sleep(0.05)
+    assert err, f"no error log naming the rejected file:\n{p.log_text()}"
+    assert p.alive()
+    assert http.request(p.addr, "GET", "/old").body.data == b"old-config"
+
+
+@pytest.mark.timeout(40)
+def test_sighup_right_after_ready_does_not_kill(upstream):
+    """Once `listening on` is logged, SIGHUP must be handled (reload), not
+    take the default action (terminate)."""
+    deaths = []
+    for attempt in range(20):
+        p = Proxy(base_config(upstream.config_addr))
+        try:
+            p.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.25)
+            if not p.alive():
+                deaths.append((attempt, p.proc.returncode, p.log_text()[-300:]))
+        finally:
+            p.stop()
+    assert not deaths, f"{len(deaths)}/20 proxies died from a SIGHUP sent right after 'listening on': {deaths[:2]}"

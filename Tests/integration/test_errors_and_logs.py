@@ -119,3 +119,69 @@ def test_huge_header_gets_431(stack):
         conn.close()
     assert_still_serving(s.addr)
     assert not s.upstream.requests_for("/") or all(r.path == "/still-alive" for r in s.upstream.requests)
+
+
+def test_too_many_connections_gets_503(stack):
+    s = stack(limits={"max_connections": 2})
+    s.upstream.route("/events", up.event_stream([], end="hang"))
+    streams = [open_stream(s.addr, "/events") for _ in range(2)]
+    try:
+        assert [head.status for _, head in streams] == [200, 200]
+        # Several more connections: whichever worker takes them, the limit is
+        # the process's, so every one of them is refused.
+        statuses = []
+        for _ in range(4):
+            conn = http.connect(s.addr)
+            try:
+                conn.send(http.build_request("GET", "/events"))
+                statuses.append(conn.read_head().status)
+            finally:
+                conn.close()
+        assert statuses == [503] * 4, f"with 2 streams open and max_connections 2: {statuses}"
+    finally:
+        for conn, _ in streams:
+            conn.close()
+    time.sleep(0.3)
+    assert_still_serving(s.addr)
+
+
+def test_slow_header_client_is_dropped_after_client_header_timeout(stack):
+    s = stack(timeouts={"client_header": "1s"})
+    conn = http.connect(s.addr)
+    try:
+        conn.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n")  # never finishes the head
+        t0 = time.monotonic()
+        rest = conn.read_available(4)
+        closed = conn.eof or conn.wait_eof(4)
+        elapsed = time.monotonic() - t0
+    finally:
+        conn.close()
+    assert closed, "connection with an unfinished head still open after 8s (client_header 1s)"
+    assert elapsed <= 6
+    assert rest == b"" or rest.startswith(b"HTTP/1.1 408") or rest.startswith(b"HTTP/1.0 408"), rest
+    assert not s.upstream.requests_for("/slow")
+    assert_still_serving(s.addr)
+
+
+def test_access_log_one_line_per_request(stack):
+    s = stack(log={"level": "debug", "access": True})
+    for i in range(3):
+        assert http.request(s.addr, "GET", f"/acc/{i}?q=1").status == 200
+    time.sleep(0.3)
+    for i in range(3):
+        lines = [l.text for l in s.proxy.lines_at_or_above("info") if f"/acc/{i}" in l.text]
+        assert len(lines) == 1 and "200" in lines[0], (i, lines)
+
+
+def test_json_log_format(stack):
+    import json
+    s = stack(log={"level": "debug", "format": "json"})
+    assert http.request(s.addr, "GET", "/json-log").status == 200
+    time.sleep(0.3)
+    lines = s.proxy.log_text().splitlines()
+    assert lines
+    for line in lines:
+        obj = json.loads(line)
+        assert isinstance(obj, dict) and str(obj.get("level")).lower() in \
+            ("trace", "debug", "info", "notice", "warning", "error", "critical"), line
+    assert any("listening on" in line for line in lines)

@@ -94,3 +94,17 @@ def test_client_and_upstream_roundtrip_keepalive_and_chunked():
         finally:
             conn.close()
         assert [r.conn_id for r in u.requests] == [1, 1]
+
+
+def test_iter_stream_yields_timestamped_pieces():
+    with up.Upstream() as u:
+        u.route("/s", up.event_stream([(0, b"data: 1\n\n"), (0.2, b"data: 2\n\n")]))
+        conn = http.connect(u.addr)
+        try:
+            conn.send(http.build_request("GET", "/s"))
+            head = conn.read_head()
+            pieces = list(http.iter_stream(conn, head, 3))
+        finally:
+            conn.close()
+        assert [d for _, d in pieces] == [b"data: 1\n\n", b"data: 2\n\n"]
+        assert pieces[1][0] - pieces[0][0] >= 0.15

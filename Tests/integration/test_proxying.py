@@ -185,3 +185,103 @@ def test_hop_by_hop_request_headers_not_forwarded(stack):
     assert "x-custom-hop" not in req.tokens("connection"), req.raw_head
     for name, value in headers[7:]:
         assert req.get_all(name) == [value], (name, req.raw_head)
+
+
+def test_websocket_upgrade_is_tunnelled(stack):
+    s = stack()
+    s.upstream.route("/ws", [up.send(up.head_bytes(101, [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                                         ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")])),
+                             up.tunnel_echo()])
+    conn = http.connect(s.addr)
+    try:
+        conn.send(http.build_request("GET", "/ws", [("Connection", "Upgrade"), ("Upgrade", "websocket"),
+                                                    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                                    ("Sec-WebSocket-Version", "13")]))
+        head = conn.read_head()
+        assert head.status == 101 and head.get("upgrade", "").lower() == "websocket", head.raw
+        frames = bytes(range(256)) * 4 + b"GET / HTTP/1.1\r\n\r\n"  # raw bytes, not HTTP
+        conn.send(frames)
+        got = b""
+        while len(got) < len(frames):
+            more = conn.read_available(2)
+            assert more, f"tunnel stalled after {len(got)} bytes"
+            got += more
+        assert got == frames
+    finally:
+        conn.close()
+    req = s.upstream.requests_for("/ws")[0]
+    assert req.get("upgrade", "").lower() == "websocket" and "upgrade" in req.tokens("connection"), req.raw_head
+    assert req.get("sec-websocket-key") == "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def test_interim_1xx_then_final_response(stack):
+    s = stack()
+    s.upstream.route("/hints", [up.send(up.head_bytes(103, [("Link", "</a.css>; rel=preload")], reason="Early Hints"))]
+                     + up.response(200, [("Content-Type", "text/plain")], b"final"))
+    conn = http.connect(s.addr)
+    try:
+        r = conn.request("GET", "/hints")  # interim responses, if forwarded, are skipped by the client
+        assert r.status == 200 and r.body.data == b"final"
+        assert echoed(conn.request("GET", "/after-1xx"))["target"] == "/after-1xx"
+    finally:
+        conn.close()
+
+
+def test_expect_100_continue(stack):
+    s = stack()
+    conn = http.connect(s.addr)
+    try:
+        conn.send(http.build_request("POST", "/upload", [("Expect", "100-continue"), ("Content-Length", "5")]))
+        head = conn.read_head(timeout=3, allow_1xx=True)
+        if head.status == 100:  # proxy (or origin) asked for the body
+            conn.send(b"hello")
+            head = conn.read_head()
+        else:
+            pytest.fail(f"no 100 Continue before the body was sent: {head.raw!r}")
+        e = echoed(http.Response(head, conn.read_body(head)))
+        assert e["body"] == b"hello"
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(40)
+def test_concurrent_clients_never_mix_bytes(stack):
+    import threading
+    s = stack()
+    for k in range(4):
+        s.upstream.route(f"/stream/{k}", up.event_stream(
+            [(0.05, f"id: {k}-{i}\ndata: stream {k} event {i}\n\n".encode()) for i in range(15)]))
+    failures = []
+
+    def keepalive_client(k):
+        try:
+            conn = http.connect(s.addr, 10)
+            try:
+                for i in range(8):
+                    body = os.urandom(1000 + 997 * k + i)
+                    e = echoed(conn.request("POST", f"/c/{k}/{i}", body=body, timeout=10))
+                    if e["target"] != f"/c/{k}/{i}" or e["body"] != body:
+                        failures.append(f"client {k} request {i}: got {e['target']}")
+            finally:
+                conn.close()
+        except Exception as exc:
+            failures.append(f"client {k}: {exc!r}")
+
+    def stream_client(k):
+        from harness.streams import fetch_stream
+        from harness import sse
+        try:
+            head, body = fetch_stream(s.addr, f"/stream/{k}")
+            expected = [f"stream {k} event {i}" for i in range(15)]
+            if [e.data for e in sse.parse(body.data).events] != expected:
+                failures.append(f"stream {k}: {body.data[:200]!r}")
+        except Exception as exc:
+            failures.append(f"stream {k}: {exc!r}")
+
+    threads = [threading.Thread(target=keepalive_client, args=(k,)) for k in range(8)]
+    threads += [threading.Thread(target=stream_client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not failures, failures

@@ -37,19 +37,24 @@ public struct ChunkedDecoder: Sendable {
     /// Most hex digits in a chunk-size (15 digits = 60 bits).
     public static let maxSizeDigits = 15
 
-    public let maxLineBytes: Int
-    public let maxTrailerBytes: Int
     /// > 0 while inside chunk data.
     public private(set) var payloadRemaining: Int = 0
-    var state: State = .sizeStart
     var size = 0
-    var sizeDigits = 0
-    var lineBytes = 0
-    var trailerBytes = 0
+    // Counters and limits are 32-bit and ordered by size: every open chunked
+    // stream carries one decoder, so its size is part of memory per stream.
+    private let lineLimit: Int32
+    private let trailerLimit: Int32
+    var lineBytes: Int32 = 0
+    var trailerBytes: Int32 = 0
+    var state: State = .sizeStart
+    var sizeDigits: UInt8 = 0
+
+    public var maxLineBytes: Int { Int(lineLimit) }
+    public var maxTrailerBytes: Int { Int(trailerLimit) }
 
     public init(maxLineBytes: Int = 4096, maxTrailerBytes: Int = 16384) {
-        self.maxLineBytes = maxLineBytes
-        self.maxTrailerBytes = maxTrailerBytes
+        self.lineLimit = Int32(clamping: maxLineBytes)
+        self.trailerLimit = Int32(clamping: maxTrailerBytes)
     }
 
     public var isDone: Bool { state == .done }
@@ -75,7 +80,7 @@ public struct ChunkedDecoder: Sendable {
                     continue
                 }
                 lineBytes += 1
-                if lineBytes > maxLineBytes { try fail("chunk size line too long") }
+                if lineBytes > lineLimit { try fail("chunk size line too long") }
                 try sizeLineByte(b)
             case .sizeLF:
                 guard b == HTTPBytes.lf else { try fail("bare CR in chunk size line") }
@@ -97,7 +102,7 @@ public struct ChunkedDecoder: Sendable {
             // trailer section
             case .trailerLineStart, .trailerName, .trailerValue, .trailerLF, .finalLF:
                 trailerBytes += 1
-                if trailerBytes > maxTrailerBytes { try fail("trailer section too large") }
+                if trailerBytes > trailerLimit { try fail("trailer section too large") }
                 if try trailerByte(b) { return (i, .done) }
             case .done, .failed:
                 preconditionFailure("unreachable")

@@ -65,7 +65,11 @@ public struct MetricsSnapshot: Equatable, Sendable {
 
     // MARK: Hot-path helpers (plain field and dictionary increments)
 
-    @inline(__always) public mutating func streamOpened(route: String) { streamsOpen[route, default: 0] += 1 }
+    /// Also starts the route's heartbeat series at 0, so a route with heartbeats off still shows one.
+    @inline(__always) public mutating func streamOpened(route: String) {
+        streamsOpen[route, default: 0] += 1
+        heartbeats[route, default: 0] += 0
+    }
     @inline(__always) public mutating func streamClosed(route: String) { streamsOpen[route, default: 0] -= 1 }
     @inline(__always) public mutating func heartbeatWritten(route: String) { heartbeats[route, default: 0] += 1 }
     @inline(__always) public mutating func requestFinished(route: String, code: Int) {

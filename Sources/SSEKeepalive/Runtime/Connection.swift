@@ -8,7 +8,7 @@ final class Connection {
     private unowned let worker: Worker
     /// "<worker>.<n>", for logs.
     let id: String
-    let peer: String
+    let peer: PeerAddress
     private let client: OpaquePointer
     private var upstream: OpaquePointer?
     private let timer: OpaquePointer
@@ -35,6 +35,8 @@ final class Connection {
 
     private var phase = Phase.awaitingRequest
     private var timerRole = TimerRole.none
+    /// Bytes waiting for the client when the drain or flush clock last started.
+    private var pendingAtDrainCheck = 0
     /// Settings of the config in force when the current request started.
     private var settings: ProxySettings
     private var exchange: Exchange?
@@ -44,7 +46,7 @@ final class Connection {
     private var config: Config { settings.config }
     private var logger: Logger { worker.logger }
 
-    init?(worker: Worker, fd: Int32, id: String, peer: String) {
+    init?(worker: Worker, fd: Int32, id: String, peer: PeerAddress) {
         guard let client = bufferevent_socket_new(worker.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else { return nil }
         guard let timer = event_new(worker.base, -1, 0, timerCallback, nil) else {
             bufferevent_free(client)
@@ -61,8 +63,6 @@ final class Connection {
         Self.setNoDelay(fd)
         Self.setIOSizes(client)
         bufferevent_setcb(client, clientReadCallback, clientWriteCallback, clientEventCallback, context)
-        // Bounds what a client can pile up (pipelined requests) while its response streams.
-        bufferevent_setwatermark(client, Int16(EV_READ), 0, max(config.maxHeaderBytes * 2, 64 * 1024))
         bufferevent_setwatermark(client, Int16(EV_WRITE), config.streamBuffer / 2, 0)
     }
 
@@ -84,7 +84,14 @@ final class Connection {
     fileprivate func clientReadable() {
         switch phase {
         case .awaitingRequest: readRequestHead()
-        case .exchanging: if exchange?.requestComplete == false { forwardRequestBody() }
+        case .exchanging:
+            if exchange?.requestComplete == false {
+                forwardRequestBody()
+            } else if clientInput.count > max(config.maxHeaderBytes * 2, 64 * 1024) {
+                // Pipelined requests wait for this response; bound what a client can pile up.
+                // (A manual watermark: libevent's would cost a callback entry per connection.)
+                bufferevent_disable(client, Int16(EV_READ))
+            }
         case .tunneling: if let upstream { relay(from: client, to: upstream) }
         case .closing, .closed: clientInput.drain(clientInput.count)
         }
@@ -111,7 +118,7 @@ final class Connection {
         logger.debug("conn \(id): bad request from \(peer): \(error)")
         let status = ErrorPage.status(for: error)
         if config.accessLog, exchange == nil {
-            AccessLogEntry(client: peer, method: "-", target: "-", status: status, bytesSent: 0, durationMs: 0,
+            AccessLogEntry(client: "\(peer)", method: "-", target: "-", status: status, bytesSent: 0, durationMs: 0,
                            route: "-", heartbeats: 0, ending: .error).log(to: logger, format: config.logFormat)
         }
         respondWithError(status: status, message: Self.describe(error), ending: .error)
@@ -158,7 +165,7 @@ final class Connection {
     private func forwardRequestBody() {
         guard let exchange, let upstream, !exchange.requestComplete else { return }
         let output = EvBuffer(bufferevent_get_output(upstream))
-        let chunked = exchange.requestFraming == .chunked
+        let chunked = exchange.requestChunked
         while true {
             let instruction: BodyDecoder.Instruction
             do {
@@ -222,7 +229,7 @@ final class Connection {
         if failed {
             let code = sse_errno()
             logDisconnect(side: "client", code: code)
-            if exchange != nil { worker.metrics.clientDisconnected(SocketErrors.isQuietDisconnect(code) ? .reset : .eof) }
+            if exchange != nil { worker.metrics.clientDisconnected(.reset) }
         } else {
             logger.debug("conn \(id): client \(peer) closed the connection")
             if exchange != nil { worker.metrics.clientDisconnected(.eof) }
@@ -331,13 +338,13 @@ final class Connection {
             }
             if head.status >= 100 && head.status < 200 && head.status != 101 {
                 // Interim responses go to HTTP/1.1 clients only (RFC 9110 15.2).
-                if exchange.request.version != .http10 { sendToClient(head.serialized()) }
+                if !exchange.isHTTP10 { sendToClient(head.serialized()) }
                 continue
             }
             let plan: ResponsePlan
             do {
                 plan = try ResponsePlan.make(
-                    response: head, request: exchange.request,
+                    response: head, request: exchange.requestLine,
                     clientKeepAlive: exchange.clientKeepAlive,
                     heartbeatInterval: exchange.route.heartbeatInterval,
                     upgradeRequested: exchange.upgradeRequested)
@@ -345,12 +352,11 @@ final class Connection {
                 upstreamMalformed(error)
                 return
             }
-            if plan.isCompressedEventStream && !worker.warnedCompressedRoutes.contains(exchange.route.name) {
-                worker.warnedCompressedRoutes.insert(exchange.route.name)
+            if plan.isCompressedEventStream && worker.compressedStreamWarnings.first(exchange.routeName) {
                 logger.warning("route \(exchange.route.name): upstream sent a content-encoded event stream; forwarding it without heartbeats")
             }
             exchange.response = plan
-            exchange.status = head.status
+            exchange.status = Int32(head.status)
             exchange.responseBody = BodyDecoder(plan.upstreamFraming)
             sendToClient(HeaderPolicy.clientResponse(head, plan: plan).serialized())
             if plan.isEventStream { worker.metrics.streamOpened(route: exchange.routeName) }
@@ -389,10 +395,11 @@ final class Connection {
             switch instruction {
             case .payload(let n):
                 exchange.responseBody.didForwardPayload(n)
-                if exchange.checkLeadingBOM {
-                    holdLeadingBOM(exchange, from: input, count: n, plan: plan)
-                } else {
-                    movePayload(exchange, from: input, count: n, plan: plan)
+                let gated = exchange.bomGate.wants(n)
+                if gated > 0 { passThroughBOMGate(exchange, from: input, count: gated, plan: plan) }
+                if n > gated {
+                    movePayload(exchange, from: input, count: n - gated, plan: plan)
+                    exchange.bomGate.payloadForwarded()
                 }
                 wrote = true
             case .skip(let n):
@@ -406,7 +413,7 @@ final class Connection {
                 if clientOutput.count > config.streamBuffer {
                     // Backpressure: stop reading the upstream until the client drains (SPEC 4).
                     bufferevent_disable(upstream, Int16(EV_READ))
-                    arm(.drain, config.keepaliveTimeout)
+                    armDrainClock(.drain)
                 }
                 return
             }
@@ -427,7 +434,6 @@ final class Connection {
         exchange.bytesSent += n
         worker.metrics.bytesUpstreamToClient += n
         if chunked { sendToClient(ChunkedEncoding.chunkEnd) }
-        exchange.sentPayload = true
     }
 
     /// Payload the proxy writes itself (held BOM candidates, heartbeats), framed for the client.
@@ -449,35 +455,21 @@ final class Connection {
     }
 
     /// The first payload bytes after a heartbeat: a UTF-8 BOM there is dropped (SPEC 1.3).
-    private func holdLeadingBOM(_ exchange: Exchange, from input: EvBuffer, count n: Int, plan: ResponsePlan) {
-        let take = min(n, 3 - exchange.heldBOMBytes.count)
-        input.pullup(take) { exchange.heldBOMBytes.append(contentsOf: $0) }
-        input.drain(take)
-        switch LeadingBOM.decide(exchange.heldBOMBytes, endOfStream: false) {
-        case .wait:
-            break
-        case .strip:
-            exchange.heldBOMBytes = []
-            exchange.checkLeadingBOM = false
-        case .keep:
-            releaseHeldBytes(exchange, plan: plan)
-        }
-        if n > take { movePayload(exchange, from: input, count: n - take, plan: plan) }
+    private func passThroughBOMGate(_ exchange: Exchange, from input: EvBuffer, count n: Int, plan: ResponsePlan) {
+        let outcome = input.pullup(n) { exchange.bomGate.take($0) }
+        input.drain(n)
+        if case .release(let bytes) = outcome { writeReleased(bytes, exchange: exchange, plan: plan) }
     }
 
-    private func releaseHeldBytes(_ exchange: Exchange, plan: ResponsePlan) {
-        let held = exchange.heldBOMBytes
-        exchange.heldBOMBytes = []
-        exchange.checkLeadingBOM = false
-        guard !held.isEmpty else { return }
-        exchange.cursor.advance(held)
-        writePayload(held, plan: plan)
-        exchange.sentPayload = true
+    private func writeReleased(_ bytes: [UInt8], exchange: Exchange, plan: ResponsePlan) {
+        guard !bytes.isEmpty else { return }
+        exchange.cursor.advance(bytes)
+        writePayload(bytes, plan: plan)
     }
 
     private func finishResponse() {
         guard let exchange, let plan = exchange.response else { return }
-        if !exchange.heldBOMBytes.isEmpty { releaseHeldBytes(exchange, plan: plan) }
+        if case .release(let bytes) = exchange.bomGate.finish() { writeReleased(bytes, exchange: exchange, plan: plan) }
         if plan.clientFraming == .chunked { sendToClient(ChunkedEncoding.lastChunk) }
         releaseUpstream()
         endExchange(.complete)
@@ -498,13 +490,13 @@ final class Connection {
         guard let exchange, let plan = exchange.response, plan.heartbeats,
               let heartbeat = exchange.route.heartbeat, let interval = exchange.route.heartbeatInterval else { return }
         // Not at a safe point (mid-line, after CR): the next upstream write restarts the clock.
-        guard exchange.heldBOMBytes.isEmpty, let form = exchange.cursor.safeHeartbeat else {
+        guard exchange.bomGate.held.isEmpty, let form = exchange.cursor.safeHeartbeat else {
             timerRole = .none
             return
         }
         writePayload(heartbeat.bytes(form), plan: plan)
         exchange.cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
-        if !exchange.sentPayload { exchange.checkLeadingBOM = true }
+        exchange.bomGate.heartbeatWritten()
         exchange.heartbeats += 1
         worker.metrics.heartbeatWritten(route: exchange.routeName)
         logger.trace("conn \(id): heartbeat on route \(exchange.route.name)")
@@ -525,7 +517,7 @@ final class Connection {
     /// A reload happened: an open event stream takes its route's new heartbeat (SPEC 2).
     func settingsChanged() {
         guard phase == .exchanging, let exchange, let plan = exchange.response, plan.isEventStream else { return }
-        exchange.route = worker.settings.route(for: exchange.request.path)
+        exchange.route = worker.settings.route(for: exchange.requestLine.path)
         exchange.response?.heartbeats = !plan.isCompressedEventStream && exchange.route.heartbeatInterval != nil
         if timerRole == .heartbeat || timerRole == .none { rearmHeartbeat() }
     }
@@ -638,11 +630,21 @@ final class Connection {
         case .heartbeat:
             sendHeartbeat()
         case .flush, .drain:
+            if clientOutput.count < pendingAtDrainCheck {
+                // Slow but reading: only a client that reads nothing for the whole timeout is cut.
+                armDrainClock(role)
+                return
+            }
             logger.debug("conn \(id): client \(peer) read nothing for \(config.keepaliveTimeout) with \(clientOutput.count) bytes waiting; closing")
             worker.metrics.clientDisconnected(.timeout)
             endExchange(.timeout)
             close()
         }
+    }
+
+    private func armDrainClock(_ role: TimerRole) {
+        pendingAtDrainCheck = clientOutput.count
+        arm(role, config.keepaliveTimeout)
     }
 
     private func arm(_ role: TimerRole, _ span: TimeSpan) {
@@ -663,14 +665,14 @@ final class Connection {
         self.exchange = nil
         if exchange.isEventStream { worker.metrics.streamClosed(route: exchange.routeName) }
         // nginx's convention: 499 when the client left before any response head.
-        let status = exchange.status != 0 ? exchange.status : (ending == .clientClosed ? 499 : 502)
+        let status = exchange.status != 0 ? Int(exchange.status) : (ending == .clientClosed ? 499 : 502)
         worker.metrics.requestFinished(route: exchange.routeName, code: status)
         guard config.accessLog else { return }
         AccessLogEntry(
-            client: peer, method: exchange.request.method,
-            target: settings.redactor.redact(target: exchange.request.target),
+            client: "\(peer)", method: exchange.method,
+            target: settings.redactor.redact(target: exchange.target),
             status: status, bytesSent: exchange.bytesSent, durationMs: exchange.elapsedMilliseconds,
-            route: exchange.routeName, heartbeats: exchange.heartbeats, ending: ending
+            route: exchange.routeName, heartbeats: Int(exchange.heartbeats), ending: ending
         ).log(to: logger, format: config.logFormat)
     }
 
@@ -682,7 +684,7 @@ final class Connection {
         }
         releaseUpstream()
         let page = ErrorPage.response(status: status, message: message)
-        exchange?.status = status
+        exchange?.status = Int32(status)
         sendToClient(page)
         endExchange(ending)
         closeAfterFlush()
@@ -708,7 +710,7 @@ final class Connection {
         // The write callback fires once the output is empty; a client that never reads is cut after keepalive.
         bufferevent_setwatermark(client, Int16(EV_WRITE), 0, 0)
         bufferevent_enable(client, Int16(EV_WRITE))
-        arm(.flush, config.keepaliveTimeout)
+        armDrainClock(.flush)
     }
 
     private func releaseUpstream() {

@@ -5,48 +5,58 @@ import Glibc
 /// State of one request/response in flight on a connection, and what its
 /// access-log line and metrics will say when it ends.
 final class Exchange {
-    /// Swapped on reload (new heartbeat); `routeName` stays the one the exchange started under.
+    // Fields are grouped by size: one Exchange lives as long as its stream,
+    // so its layout is part of memory per open stream.
+
+    /// Swapped on reload (new heartbeat); `startRoute` stays the one the exchange started under.
     var route: ProxySettings.Route
-    /// Label for metrics and the access log, fixed for the exchange's life.
-    let routeName: String
-    /// The request line only: its header fields are not kept once the upstream head is built
-    /// (memory per open stream is a product figure).
-    let request: RequestHead
-    let requestFraming: BodyFraming
-    let clientKeepAlive: Bool
-    let upgradeRequested: Bool
+    /// Labels metrics and the access log for the exchange's whole life.
+    let startRoute: ProxySettings.Route
+    /// The request line only: header fields are not kept once the upstream head is built.
+    let method: String
+    let target: String
     let startedAt = Exchange.monotonicMilliseconds()
+    var bytesSent = 0
 
     var requestBody: BodyDecoder
+    var responseBody = BodyDecoder(.none)
+    var response: ResponsePlan?
+    /// The leading-BOM rule (SPEC 1.3).
+    var bomGate = LeadingBOMGate()
+
+    /// For the access log.
+    var status: Int32 = 0
+    var heartbeats: Int32 = 0
+
+    let isHTTP10: Bool
+    let requestChunked: Bool
+    let clientKeepAlive: Bool
+    let upgradeRequested: Bool
     var requestComplete = false
     var upstreamConnected = false
-
-    var response: ResponsePlan?
-    var responseBody = BodyDecoder(.none)
     /// Where the event stream stands in the SSE grammar (event streams only).
     var cursor = SSECursor()
-    /// A heartbeat went out before the first payload byte: a leading BOM must go (SPEC 1.3).
-    var checkLeadingBOM = false
-    var heldBOMBytes: [UInt8] = []
-    var sentPayload = false
-
     /// Tunnel halves that have seen EOF.
     var clientSentEOF = false
     var upstreamSentEOF = false
 
-    /// For the access log.
-    var status = 0
-    var bytesSent = 0
-    var heartbeats = 0
-
     init(route: ProxySettings.Route, request: RequestHead, requestPlan: RequestPlan) {
         self.route = route
-        self.routeName = route.name
-        self.request = RequestHead(method: request.method, target: request.target, version: request.version, headers: HTTPHeaders())
-        self.requestFraming = requestPlan.bodyFraming
+        self.startRoute = route
+        self.method = request.method
+        self.target = request.target
+        self.isHTTP10 = request.version == .http10
+        self.requestChunked = requestPlan.bodyFraming == .chunked
         self.clientKeepAlive = requestPlan.clientKeepAlive
         self.upgradeRequested = requestPlan.upgrade != nil
         self.requestBody = BodyDecoder(requestPlan.bodyFraming)
+    }
+
+    var routeName: String { startRoute.name }
+
+    /// The request line as a head without fields (what response planning needs).
+    var requestLine: RequestHead {
+        RequestHead(method: method, target: target, version: isHTTP10 ? .http10 : .http11, headers: HTTPHeaders())
     }
 
     var isEventStream: Bool { response?.isEventStream == true }

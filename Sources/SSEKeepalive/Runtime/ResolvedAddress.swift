@@ -62,24 +62,49 @@ enum SocketErrors {
     static func describe(_ code: Int32) -> String {
         String(cString: strerror(code)).lowercased()
     }
+}
 
-    /// "127.0.0.1:52311" for a peer address, "unix" for local sockets.
-    static func describe(peer address: UnsafePointer<sockaddr>?) -> String {
-        guard let address else { return "-" }
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
-        switch Int32(address.pointee.sa_family) {
+/// A client's address, kept as bytes (24 B inline) and formatted only when a
+/// log line needs it: memory per open stream is a product figure.
+struct PeerAddress: CustomStringConvertible {
+    private var family: sa_family_t = 0
+    private var port: UInt16 = 0
+    private var address: (UInt64, UInt64) = (0, 0)
+
+    init(_ sockaddrPointer: UnsafePointer<sockaddr>?) {
+        guard let sockaddrPointer else { return }
+        family = sockaddrPointer.pointee.sa_family
+        switch Int32(family) {
         case AF_INET:
-            return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
-                var a = sin.pointee.sin_addr
-                inet_ntop(AF_INET, &a, &text, socklen_t(text.count))
-                return "\(String(cString: text)):\(UInt16(bigEndian: sin.pointee.sin_port))"
+            sockaddrPointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                port = UInt16(bigEndian: sin.pointee.sin_port)
+                withUnsafeMutableBytes(of: &address) { dst in
+                    withUnsafeBytes(of: sin.pointee.sin_addr) { dst.copyMemory(from: $0) }
+                }
             }
         case AF_INET6:
-            return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
-                var a = sin6.pointee.sin6_addr
-                inet_ntop(AF_INET6, &a, &text, socklen_t(text.count))
-                return "[\(String(cString: text))]:\(UInt16(bigEndian: sin6.pointee.sin6_port))"
+            sockaddrPointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                port = UInt16(bigEndian: sin6.pointee.sin6_port)
+                withUnsafeMutableBytes(of: &address) { dst in
+                    withUnsafeBytes(of: sin6.pointee.sin6_addr) { dst.copyMemory(from: $0) }
+                }
             }
+        default:
+            break
+        }
+    }
+
+    /// "127.0.0.1:52311", "[::1]:52311", or "unix" for local sockets.
+    var description: String {
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        var bytes = address
+        switch Int32(family) {
+        case AF_INET:
+            inet_ntop(AF_INET, &bytes, &text, socklen_t(text.count))
+            return "\(String(cString: text)):\(port)"
+        case AF_INET6:
+            inet_ntop(AF_INET6, &bytes, &text, socklen_t(text.count))
+            return "[\(String(cString: text))]:\(port)"
         default:
             return "unix"
         }

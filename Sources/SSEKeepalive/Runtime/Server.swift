@@ -28,6 +28,8 @@ public final class Server: @unchecked Sendable {
     public init(config: Config, configPath: String?, logLevelOverride: LogLevelName?, logger: Logger) throws(ServerError) {
         sse_ignore_sigpipe()
         evthread_use_pthreads()
+        // libevent's own messages go through our log handler, with a level.
+        event_set_log_callback(libeventLogCallback)
         guard let control = event_base_new() else { throw ServerError("cannot create an event base") }
         self.control = control
         self.config = config
@@ -35,12 +37,25 @@ public final class Server: @unchecked Sendable {
         self.logLevelOverride = logLevelOverride
         self.logger = logger
 
+        // Signals first: a SIGHUP right after "listening on" must reload, not kill.
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        for number in [SIGTERM, SIGINT, SIGHUP] {
+            if let event = event_new(control, number, Int16(EV_SIGNAL | EV_PERSIST), signalCallback, context) {
+                event_add(event, nil)
+                events.append(event)
+            }
+        }
+        workerStoppedEvent = event_new(control, -1, 0, workerStoppedCallback, context)
+        shutdownTimer = event_new(control, -1, 0, shutdownTimerCallback, context)
+
         let settings = try Self.settings(for: config)
         let count = Self.workerCount(config.workers)
         let openConnections = ConnectionCount()
+        let compressedStreamWarnings = WarnOnce()
         for index in 0..<count {
-            workers.append(try Worker(index: index, settings: settings, logger: logger, openConnections: openConnections) {
-                [unowned self] _ in self.workerStopped()
+            workers.append(try Worker(index: index, settings: settings, logger: logger, openConnections: openConnections,
+                                      compressedStreamWarnings: compressedStreamWarnings) { [unowned self] _ in
+                self.workerStopped()
             })
         }
         try listen(on: config.listen)
@@ -61,15 +76,6 @@ public final class Server: @unchecked Sendable {
 
     /// Runs until shut down; returns the exit status.
     public func run() -> Int32 {
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        for number in [SIGTERM, SIGINT, SIGHUP] {
-            if let event = event_new(control, number, Int16(EV_SIGNAL | EV_PERSIST), signalCallback, context) {
-                event_add(event, nil)
-                events.append(event)
-            }
-        }
-        workerStoppedEvent = event_new(control, -1, 0, workerStoppedCallback, context)
-        shutdownTimer = event_new(control, -1, 0, shutdownTimerCallback, context)
         for worker in workers {
             do { try worker.start() } catch {
                 logger.critical("\(error.description)")
@@ -233,4 +239,17 @@ private func workerStoppedCallback(_ fd: Int32, _ events: Int16, _ context: Unsa
 
 private func shutdownTimerCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
     Unmanaged<Server>.fromOpaque(context!).takeUnretainedValue().shutdownTimerFired()
+}
+
+/// libevent's internal messages, in our log format.
+private let libeventLogger = Logger(label: "libevent")
+
+private func libeventLogCallback(_ severity: Int32, _ message: UnsafePointer<CChar>?) {
+    let text = message.map { String(cString: $0) } ?? ""
+    switch severity {
+    case EVENT_LOG_DEBUG: libeventLogger.debug("libevent: \(text)")
+    case EVENT_LOG_MSG: libeventLogger.info("libevent: \(text)")
+    case EVENT_LOG_WARN: libeventLogger.warning("libevent: \(text)")
+    default: libeventLogger.error("libevent: \(text)")
+    }
 }

@@ -30,8 +30,8 @@ final class Worker: @unchecked Sendable {
     private(set) var draining = false
     /// Live counters of this worker; copied out on request, never shared.
     var metrics = MetricsSnapshot()
-    /// Routes already warned about a compressed event stream (SPEC 1.4: once per route).
-    var warnedCompressedRoutes: Set<String> = []
+    /// Routes already warned about a compressed event stream (SPEC 1.4: once per route, across workers).
+    let compressedStreamWarnings: WarnOnce
 
     private var listeners: [SocketAddressSpec: OpaquePointer] = [:]
     private var connections: [ObjectIdentifier: Connection] = [:]
@@ -39,13 +39,16 @@ final class Worker: @unchecked Sendable {
     private var nextConnectionNumber: UInt64 = 0
     private let mailbox = Mutex<[Command]>([])
     private var wakeEvent: OpaquePointer?
+    /// Re-enables accepting after a pause for EMFILE/ENFILE.
+    private var resumeAcceptEvent: OpaquePointer?
+    private var acceptPaused = false
     private var stopped = false
     private let onStop: @Sendable (Int) -> Void
     /// Open client connections across all workers (`limits.max_connections` is global).
     private let openConnections: ConnectionCount
 
     init(index: Int, settings: ProxySettings, logger: Logger, openConnections: ConnectionCount,
-         onStop: @escaping @Sendable (Int) -> Void) throws(ServerError) {
+         compressedStreamWarnings: WarnOnce, onStop: @escaping @Sendable (Int) -> Void) throws(ServerError) {
         guard let base = event_base_new() else { throw ServerError("cannot create an event base") }
         self.index = index
         self.base = base
@@ -53,13 +56,16 @@ final class Worker: @unchecked Sendable {
         self.logger = logger
         self.onStop = onStop
         self.openConnections = openConnections
+        self.compressedStreamWarnings = compressedStreamWarnings
         let context = Unmanaged.passUnretained(self).toOpaque()
         wakeEvent = event_new(base, -1, 0, wakeCallback, context)
+        resumeAcceptEvent = event_new(base, -1, 0, resumeAcceptCallback, context)
     }
 
     deinit {
         for listener in listeners.values { evconnlistener_free(listener) }
         if let wakeEvent { event_free(wakeEvent) }
+        if let resumeAcceptEvent { event_free(resumeAcceptEvent) }
         event_base_free(base)
     }
 
@@ -139,16 +145,34 @@ final class Worker: @unchecked Sendable {
             Glibc.close(fd)
             return
         }
+        evconnlistener_set_error_cb(listener, acceptErrorCallback)
+        if acceptPaused { evconnlistener_disable(listener) }
         if let old = listeners.updateValue(listener, forKey: spec) { evconnlistener_free(old) }
+    }
+
+    /// accept() failed (typically EMFILE/ENFILE): the listening socket stays readable, so
+    /// retrying at once would spin. Like nginx, pause accepting briefly and say so once.
+    fileprivate func acceptFailed(code: Int32) {
+        guard !acceptPaused else { return }
+        acceptPaused = true
+        logger.error("accept failed: \(SocketErrors.describe(code)); pausing new connections for 500ms")
+        for listener in listeners.values { evconnlistener_disable(listener) }
+        var pause = timeval(tv_sec: 0, tv_usec: 500_000)
+        if let resumeAcceptEvent { event_add(resumeAcceptEvent, &pause) }
+    }
+
+    fileprivate func resumeAccepting() {
+        acceptPaused = false
+        for listener in listeners.values { evconnlistener_enable(listener) }
     }
 
     fileprivate func accept(fd: Int32, peer: UnsafeMutablePointer<sockaddr>?) {
         nextConnectionNumber &+= 1
-        let peerName = SocketErrors.describe(peer: UnsafePointer(peer))
+        let peerAddress = PeerAddress(UnsafePointer(peer))
         let id = "\(index).\(nextConnectionNumber)"
-        guard let connection = Connection(worker: self, fd: fd, id: id, peer: peerName) else {
+        guard let connection = Connection(worker: self, fd: fd, id: id, peer: peerAddress) else {
             evutil_closesocket(fd)
-            logger.warning("cannot set up a connection from \(peerName)")
+            logger.warning("cannot set up a connection from \(peerAddress)")
             return
         }
         connections[ObjectIdentifier(connection)] = connection
@@ -193,6 +217,14 @@ final class ConnectionCount: Sendable {
     func decrement() { value.wrappingSubtract(1, ordering: .relaxed) }
 }
 
+/// Keys already reported, shared by workers (used for rare warnings only).
+final class WarnOnce: Sendable {
+    private let seen = Mutex<Set<String>>([])
+
+    /// True the first time `key` is seen.
+    func first(_ key: String) -> Bool { seen.withLock { $0.insert(key).inserted } }
+}
+
 /// A scrape in progress: each worker drops its copy here from its own thread.
 final class MetricsReply: @unchecked Sendable {
     private let state: Mutex<(total: MetricsSnapshot, perWorker: [Int: MetricsSnapshot], pending: Int)>
@@ -229,6 +261,15 @@ private func workerThreadMain(_ context: UnsafeMutableRawPointer?) -> UnsafeMuta
 
 private func wakeCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
     Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().wake()
+}
+
+private func acceptErrorCallback(_ listener: OpaquePointer?, _ context: UnsafeMutableRawPointer?) {
+    let code = sse_errno()
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().acceptFailed(code: code)
+}
+
+private func resumeAcceptCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().resumeAccepting()
 }
 
 private func acceptCallback(

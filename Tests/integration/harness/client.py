@@ -355,3 +355,33 @@ def read_stream(conn: HttpConnection, head: ResponseHead, duration: float, metho
         return bool(until and until(bytes(collected)))
 
     return conn.read_body(head, method, timeout=duration, on_piece=on_piece, timeout_ok=True)
+
+
+def iter_stream(conn: HttpConnection, head: ResponseHead, duration: float, method: str = "GET"):
+    """Yield (time, bytes) pieces of the de-chunked payload as they arrive,
+    for at most `duration` seconds. Stop early by breaking out of the loop
+    and closing the connection."""
+    import queue
+    import threading
+    pieces: "queue.Queue" = queue.Queue()
+    done = object()
+
+    def reader():
+        try:
+            conn.read_body(head, method, timeout=duration, timeout_ok=True,
+                           on_piece=lambda t, d: pieces.put((t, d)) and False)
+        except (ClientError, OSError):
+            pass
+        finally:
+            pieces.put(done)
+
+    threading.Thread(target=reader, daemon=True).start()
+    deadline = time.monotonic() + duration + 1.0
+    while True:
+        try:
+            item = pieces.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            return
+        if item is done:
+            return
+        yield item

@@ -155,7 +155,7 @@ class ProxyStartError(AssertionError):
 
 
 class Proxy:
-    def __init__(self, config: dict | str, workdir: str | None = None, log_level: str = "debug",
+    def __init__(self, config: dict | str, workdir: str | None = None, log_level: str | None = "debug",
                  wait_ready: bool = True):
         self.workdir = workdir or tempfile.mkdtemp(prefix="ssek-proxy-")
         self.config_path = os.path.join(self.workdir, "sse-keepalive.yaml")
@@ -169,7 +169,9 @@ class Proxy:
         self.listen_addrs: list[tuple[str, int]] = []
         self.exit_code: int | None = None
         self.crashed_before_stop = False
-        argv = [binary_path(), "run", "--config", self.config_path, "--log-level", log_level]
+        argv = [binary_path(), "run", "--config", self.config_path]
+        if log_level is not None:  # None: no --log-level, the file's log.level applies
+            argv += ["--log-level", log_level]
         self.proc = subprocess.Popen(argv, cwd=self.workdir, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._ready = threading.Event()

@@ -55,6 +55,30 @@ def hang(limit: float = 30.0):
     return ("hang", limit)
 
 
+def call(fn):
+    """Run fn(sock, pending_bytes) on the connection; it returns True to keep
+    the connection for further requests. For tunnels and bulk senders."""
+    return ("call", fn)
+
+
+def tunnel_echo(limit: float = 10.0):
+    """After a 101: echo raw bytes back until the peer closes (or `limit`)."""
+    def run(sock, pending: bytearray) -> bool:
+        if pending:
+            sock.sendall(bytes(pending))
+            pending.clear()
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([sock], [], [], 0.05)
+            if r:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                sock.sendall(data)
+        return False
+    return call(run)
+
+
 def chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n" if data else b""
 
@@ -197,12 +221,13 @@ class _Reader:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            r, _, _ = select.select([self.sock], [], [], min(left, 0.2))
-            if not r:
-                continue
             try:
+                # The server may close this socket while it stops: that is an EOF here.
+                r, _, _ = select.select([self.sock], [], [], min(left, 0.2))
+                if not r:
+                    continue
                 data = self.sock.recv(65536)
-            except (ConnectionResetError, OSError):
+            except (ValueError, OSError):
                 return False
             if not data:
                 return False
@@ -256,6 +281,8 @@ def _read_request(reader: _Reader) -> Request | None:
                 raise BadRequest(f"bad header {line!r}")
             headers.append((name, value.strip()))
     req = Request(parts[0], parts[1], parts[2], headers, bytes(raw), time=time.monotonic())
+    if "100-continue" in req.tokens("expect") and not reader.buf:
+        reader.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")  # like a real origin
     _read_request_body(reader, req)
     return req
 
@@ -474,6 +501,9 @@ class Upstream:
                     return False
                 elif kind == "half_close":
                     sock.shutdown(socket.SHUT_WR)
+                elif kind == "call":
+                    if not arg(sock, reader.buf):
+                        return False
             except (BrokenPipeError, ConnectionResetError, OSError):
                 record.closed_by_peer = time.monotonic()
                 return False
