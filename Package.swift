@@ -36,6 +36,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Benchmark load generator and backend (Benchmarks/README.md); not part of the product.
+        .executableTarget(
+            name: "sse-bench",
+            dependencies: ["CLibevent"],
+            path: "Benchmarks/Sources/sse-bench"
+        ),
         .testTarget(
             name: "SSEKeepaliveTests",
             dependencies: [
