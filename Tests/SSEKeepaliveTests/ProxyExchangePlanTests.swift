@@ -287,3 +287,23 @@ final class ProxySwitchingProtocolsPlanTests: XCTestCase {
         }
     }
 }
+
+final class ProxyUpstreamReuseTests: XCTestCase {
+    private func plan(_ response: ResponseHead, method: String = "GET") throws -> ResponsePlan {
+        try ResponsePlan.make(response: response, request: proxyRequest([], method: method), clientKeepAlive: true,
+                              heartbeatInterval: nil)
+    }
+
+    /// Only a persistent response whose end the proxy can see leaves the upstream connection reusable.
+    func testReusableOnlyForPersistentDelimitedResponses() throws {
+        XCTAssertTrue(try plan(proxyResponse(200, [("Content-Length", "2")])).upstreamReusable)
+        XCTAssertTrue(try plan(proxyResponse(200, [("Transfer-Encoding", "chunked")])).upstreamReusable)
+        XCTAssertTrue(try plan(proxyResponse(204, [], reason: "No Content")).upstreamReusable)
+        XCTAssertTrue(try plan(proxyResponse(200, [("Content-Length", "2")]), method: "HEAD").upstreamReusable)
+        XCTAssertFalse(try plan(proxyResponse(200, [])).upstreamReusable, "close-delimited")
+        XCTAssertFalse(try plan(proxyResponse(200, [("Content-Length", "2"), ("Connection", "close")])).upstreamReusable)
+        XCTAssertFalse(try plan(proxyResponse(200, [("Content-Length", "2")], version: .http10)).upstreamReusable)
+        XCTAssertTrue(try plan(proxyResponse(200, [("Content-Length", "2"), ("Connection", "keep-alive")],
+                                             version: .http10)).upstreamReusable)
+    }
+}

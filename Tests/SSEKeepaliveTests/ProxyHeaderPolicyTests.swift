@@ -44,7 +44,7 @@ final class ProxyHeaderPolicyTests: XCTestCase {
             for spelling in [name, name.lowercased(), name.uppercased()] {
                 let request = proxyRequest([("X-Before", "1"), (spelling, "whatever"), ("X-After", "2")])
                 let out = upstream(request)
-                XCTAssertEqual(proxyCount(out.headers, name), name == "Connection" ? 1 : 0, spelling)
+                XCTAssertEqual(proxyCount(out.headers, name), 0, spelling)
                 XCTAssertEqual(out.headers.values("X-Before"), ["1"], spelling)
                 XCTAssertEqual(out.headers.values("X-After"), ["2"], spelling)
             }
@@ -64,16 +64,18 @@ final class ProxyHeaderPolicyTests: XCTestCase {
         XCTAssertFalse(out.headers.contains("X-Secret"))
         XCTAssertFalse(out.headers.contains("X-Other"))
         XCTAssertEqual(out.headers.values("X-Kept"), ["d"])
-        XCTAssertEqual(out.headers.values("Connection"), ["close"])
+        XCTAssertFalse(out.headers.contains("Connection"))
     }
 
-    func testUpstreamRequestSaysConnectionCloseExactlyOnce() {
+    /// Upstream connections persist (HTTP/1.1 default) so the pool can reuse them,
+    /// whatever the client said about its own connection.
+    func testUpstreamRequestIsPersistentHTTP11() {
         for connection in [nil, "keep-alive", "close", "Keep-Alive, X-Foo"] {
             for version in [HTTPVersion.http10, .http11] {
                 var fields: [(String, String)] = [("Accept", "*/*")]
                 if let connection { fields.append(("Connection", connection)) }
                 let out = upstream(proxyRequest(fields, version: version))
-                XCTAssertEqual(out.headers.values("Connection"), ["close"], "\(String(describing: connection)) \(version)")
+                XCTAssertFalse(out.headers.contains("Connection"), "\(String(describing: connection)) \(version)")
                 XCTAssertEqual(out.version, .http11)
             }
         }
@@ -88,7 +90,7 @@ final class ProxyHeaderPolicyTests: XCTestCase {
         XCTAssertEqual(out.method, "GET")
         XCTAssertEqual(out.target, "/rewritten?q=1")
         XCTAssertEqual(proxyNames(out.headers),
-                       ["Host", "User-Agent", "Accept", "X-Multi", "Cookie", "X-Multi", "Authorization", "Connection"])
+                       ["Host", "User-Agent", "Accept", "X-Multi", "Cookie", "X-Multi", "Authorization"])
         XCTAssertEqual(out.headers.values("X-Multi"), ["1", "2"])
         XCTAssertEqual(out.headers["Host"], "example.test")
         XCTAssertEqual(out.headers["Cookie"], "a=b")
@@ -230,7 +232,7 @@ final class ProxyHeaderPolicyTests: XCTestCase {
         XCTAssertNil(plan.upgrade)
         let out = plan.upstreamHead
         XCTAssertFalse(out.headers.contains("Upgrade"))
-        XCTAssertEqual(out.headers.values("Connection"), ["close"])
+        XCTAssertFalse(out.headers.contains("Connection"))
     }
 
     /// The 101 answer must tell the client which protocol it switched to.
@@ -427,8 +429,7 @@ final class ProxyHeaderPolicyPropertyTests: XCTestCase {
             let label = "trial \(trial): \(fields)"
             guard let reparsed = proxyReparse(out) else { XCTFail(label); continue }
             XCTAssertEqual(reparsed, out, label)
-            XCTAssertEqual(out.headers.values("Connection"), ["close"], label)
-            for name in Self.hop where name != "Connection" { XCTAssertFalse(out.headers.contains(name), "\(label): \(name)") }
+            for name in Self.hop { XCTAssertFalse(out.headers.contains(name), "\(label): \(name)") }
             // Every end-to-end field not named in Connection survives, in order.
             let expected = request.headers.fields.filter { field in
                 let lower = field.name.lowercased()
@@ -437,7 +438,7 @@ final class ProxyHeaderPolicyPropertyTests: XCTestCase {
                     && (!named.contains(lower) || HeaderPolicy.notConnectionOptions.contains(lower))
                     && !(lower == "accept-encoding" && HeaderPolicy.acceptsEventStream(request.headers))
             }
-            XCTAssertEqual(Array(out.headers.fields.dropLast()), expected, label)
+            XCTAssertEqual(out.headers.fields, expected, label)
         }
     }
 

@@ -54,6 +54,9 @@ public struct ResponsePlan: Equatable, Sendable {
     public var clientVersion: HTTPVersion
     /// A 101 answer to an upgrade request: both directions become raw byte tunnels.
     public var isTunnel = false
+    /// The upstream connection may carry another request once this response is read
+    /// to its end (HTTP/1.1 persistence, RFC 9112 section 9.3, and a delimited body).
+    public var upstreamReusable = false
 
     public static func make(
         response: ResponseHead, request: RequestHead, clientKeepAlive: Bool, heartbeatInterval: TimeSpan?,
@@ -86,7 +89,14 @@ public struct ResponsePlan: Equatable, Sendable {
             isCompressedEventStream: compressed,
             heartbeats: isEventStream && !compressed && heartbeatInterval != nil,
             keepAlive: clientKeepAlive && clientFraming != .closeDelimited,
-            clientVersion: request.version
+            clientVersion: request.version,
+            upstreamReusable: upstreamFraming != .closeDelimited && persists(response)
         )
+    }
+
+    static func persists(_ response: ResponseHead) -> Bool {
+        let connection = response.headers.tokens("Connection")
+        if response.version == .http10 { return connection.contains("keep-alive") }
+        return !connection.contains("close")
     }
 }

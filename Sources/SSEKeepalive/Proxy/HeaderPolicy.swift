@@ -62,10 +62,8 @@ public enum HeaderPolicy {
             // The one hop-by-hop pair that crosses: a tunnel request (SPEC 1.1).
             headers.add("Upgrade", upgrade)
             headers.add("Connection", "upgrade")
-        } else {
-            // One upstream connection per exchange: the response ends with it at worst.
-            headers.add("Connection", "close")
         }
+        // Otherwise no Connection field: HTTP/1.1 keeps the upstream connection for reuse.
         return RequestHead(method: request.method, target: target, version: .http11, headers: headers)
     }
 

@@ -30,7 +30,8 @@ final class Channel {
     var lowWatermark = 0
 
     private let event: OpaquePointer
-    private unowned(unsafe) let delegate: ChannelDelegate
+    /// The connection using it, or the upstream pool while it idles there.
+    unowned(unsafe) var delegate: ChannelDelegate
     private var interest: Int16 = 0
     private var reading = false
     private var connecting = false

@@ -140,17 +140,35 @@ final class Connection {
         self.exchange = exchange
         logger.debug("conn \(id): \(request.method) \(request.path) route=\(route.name)")
 
-        guard let upstream = Channel.connect(to: route.upstream, base: worker.base, delegate: self) else {
-            upstreamUnreachable(code: sse_errno())
-            return
-        }
-        self.upstream = upstream
-        upstream.lowWatermark = config.streamBuffer / 2
-        upstream.setReading(true)
-        arm(.connect, config.connectTimeout)
-        upstream.output.add(head)
-        worker.metrics.bytesClientToUpstream += head.count
+        guard openUpstream(exchange, head: head, pooled: true) else { return }
         forwardRequestBody()
+    }
+
+    /// Sends the upstream head on a pooled connection to the route's upstream, or on a new one.
+    /// False when the upstream cannot be reached (the client got its 502).
+    private func openUpstream(_ exchange: Exchange, head: [UInt8], pooled: Bool) -> Bool {
+        let address = exchange.startRoute.upstream
+        if pooled, let channel = worker.upstreamPool.take(address.spec) {
+            channel.delegate = self
+            upstream = channel
+            exchange.reusedUpstream = true
+            exchange.upstreamConnected = true
+            if exchange.retryable { exchange.retryHead = head }
+            // No connect to wait for; the response clock starts once the request is out.
+            disarm()
+        } else {
+            guard let channel = Channel.connect(to: address, base: worker.base, delegate: self) else {
+                upstreamUnreachable(code: sse_errno())
+                return false
+            }
+            upstream = channel
+            channel.setReading(true)
+            arm(.connect, config.connectTimeout)
+        }
+        upstream?.lowWatermark = config.streamBuffer / 2
+        upstream?.output.add(head)
+        worker.metrics.bytesClientToUpstream += head.count
+        return true
     }
 
     /// Moves the request body from the client to the upstream, re-framed as planned.
@@ -255,6 +273,16 @@ final class Connection {
             return
         }
         guard exchange.response != nil else {
+            if exchange.reusedUpstream, let head = exchange.retryHead {
+                // A pooled connection the upstream had closed: once more on a new one.
+                logger.debug("conn \(id): pooled upstream connection closed before answering; retrying on a new one")
+                releaseUpstream()
+                exchange.reusedUpstream = false
+                exchange.retryHead = nil
+                exchange.upstreamConnected = false
+                _ = openUpstream(exchange, head: head, pooled: false)
+                return
+            }
             if !exchange.upstreamConnected {
                 upstreamUnreachable(code: code)
             } else {
@@ -348,6 +376,7 @@ final class Connection {
                 logger.warning("route \(exchange.route.name): upstream sent a content-encoded event stream; forwarding it without heartbeats")
             }
             exchange.response = plan
+            exchange.retryHead = nil
             exchange.status = Int32(head.status)
             exchange.responseBody = BodyDecoder(plan.upstreamFraming)
             sendToClient(HeaderPolicy.clientResponse(head, plan: plan).serialized())
@@ -464,7 +493,7 @@ final class Connection {
         guard let exchange, let plan = exchange.response else { return }
         if case .release(let bytes) = exchange.bomGate.finish() { writeReleased(bytes, exchange: exchange, plan: plan) }
         if plan.clientFraming == .chunked { sendToClient(ChunkedEncoding.lastChunk) }
-        releaseUpstream()
+        keepOrReleaseUpstream(exchange, plan: plan)
         endExchange(.complete)
         guard plan.keepAlive, exchange.requestComplete, !worker.draining else {
             closeAfterFlush()
@@ -703,6 +732,19 @@ final class Connection {
         // channelDrained fires once the output is empty; a client that never reads is cut after keepalive.
         client.lowWatermark = 0
         armDrainClock(.flush)
+    }
+
+    /// A connection whose response was read to its end goes back to the pool.
+    private func keepOrReleaseUpstream(_ exchange: Exchange, plan: ResponsePlan) {
+        guard let upstream else { return }
+        upstream.flush()
+        guard plan.upstreamReusable, exchange.requestComplete, !worker.draining,
+              upstream.input.count == 0, upstream.output.count == 0 else {
+            releaseUpstream()
+            return
+        }
+        self.upstream = nil
+        worker.upstreamPool.give(upstream, to: exchange.startRoute.upstream.spec)
     }
 
     private func releaseUpstream() {

@@ -18,6 +18,8 @@ final class Exchange {
     let startedAt = Exchange.monotonicMilliseconds()
     var bytesSent = 0
 
+    /// The upstream head, kept while a reused upstream connection may still turn out stale.
+    var retryHead: [UInt8]?
     var requestBody: BodyDecoder
     var responseBody = BodyDecoder(.none)
     var response: ResponsePlan?
@@ -32,8 +34,12 @@ final class Exchange {
     let requestChunked: Bool
     let clientKeepAlive: Bool
     let upgradeRequested: Bool
+    /// A request the proxy may send twice: no body, and a method that is idempotent.
+    let retryable: Bool
     var requestComplete = false
     var upstreamConnected = false
+    /// The upstream connection came from the pool.
+    var reusedUpstream = false
     /// Where the event stream stands in the SSE grammar (event streams only).
     var cursor = SSECursor()
     /// Tunnel halves that have seen EOF.
@@ -50,6 +56,7 @@ final class Exchange {
         self.clientKeepAlive = requestPlan.clientKeepAlive
         self.upgradeRequested = requestPlan.upgrade != nil
         self.requestBody = BodyDecoder(requestPlan.bodyFraming)
+        self.retryable = requestPlan.bodyFraming == .none && ["GET", "HEAD", "OPTIONS"].contains(request.method)
     }
 
     var routeName: String { startRoute.name }

@@ -30,6 +30,8 @@ final class Worker: @unchecked Sendable {
     private(set) var draining = false
     /// Live counters of this worker; copied out on request, never shared.
     var metrics = MetricsSnapshot()
+    /// Idle upstream connections, reused by the next request to the same address.
+    let upstreamPool = UpstreamPool()
     /// Routes already warned about a compressed event stream (SPEC 1.4: once per route, across workers).
     let compressedStreamWarnings: WarnOnce
 
@@ -125,6 +127,7 @@ final class Worker: @unchecked Sendable {
             for connection in connections.values { connection.settingsChanged() }
         case .drain:
             draining = true
+            upstreamPool.closeAll()
             for listener in listeners.values { evconnlistener_free(listener) }
             listeners.removeAll()
             for connection in Array(connections.values) { connection.closeIfIdle() }
