@@ -724,9 +724,10 @@ def test_file_descriptors_return_to_baseline_after_mixed_traffic(upstream, start
     time.sleep(0.3)
     baseline = fd_count(pid)
 
-    # 10 streams at once: the count must visibly rise (it measures the right process)
+    # 10 streams at once: the count must visibly rise (it measures the right process).
+    # One stream may reuse the idle pooled upstream connection counted in the baseline.
     held = [open_stream(p.addr, "/events") for _ in range(10)]
-    assert wait_until(lambda: fd_count(pid) >= baseline + 20, 2), \
+    assert wait_until(lambda: fd_count(pid) >= baseline + 19, 2), \
         f"fd count {fd_count(pid)} with 10 open streams, baseline {baseline}"
     for c, _ in held:
         c.close()
