@@ -63,3 +63,15 @@ def test_connections_idle_for_long_are_not_handed_out(stack):
     assert http.request(s.addr, "GET", "/idle-pool/b").status == 200
     ids = conn_ids(s, "/idle-pool")
     assert len(set(ids)) == 2, ids
+
+
+def test_idle_pooled_connections_are_closed_after_the_reuse_window(stack):
+    s = stack(workers=1)
+    assert http.request(s.addr, "GET", "/sweep").status == 200
+    record = s.upstream.connections[-1]
+    time.sleep(0.5)
+    assert record.closed_by_peer is None, "the pooled connection closed too early"
+    deadline = time.monotonic() + 4
+    while record.closed_by_peer is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert record.closed_by_peer is not None, "an idle pooled upstream connection was never closed"

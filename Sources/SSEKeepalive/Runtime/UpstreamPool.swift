@@ -4,7 +4,7 @@
 ///
 /// An upstream may close an idle connection at any moment (Node closes after
 /// 5 s, gunicorn after 2 s), so only connections idle for less than `maxIdle`
-/// are handed out, and a request that fails on a reused connection before any
+/// are handed out (older ones are swept), and a request that fails on a reused connection before any
 /// response byte is retried once on a fresh one (bodyless, idempotent requests).
 final class UpstreamPool: ChannelDelegate {
     private struct Idle {
@@ -42,6 +42,19 @@ final class UpstreamPool: ChannelDelegate {
         channel.setReading(true)
         list.append(Idle(channel: channel, since: Exchange.monotonicMilliseconds()))
         idle[address] = list
+    }
+
+    /// Closes connections idle past the reuse window, so idle upstream
+    /// connections do not pile up (the worker calls this every second).
+    func sweep() {
+        let now = Exchange.monotonicMilliseconds()
+        for (address, list) in idle {
+            let (fresh, stale) = (list.filter { now - $0.since < maxIdleMilliseconds },
+                                  list.filter { now - $0.since >= maxIdleMilliseconds })
+            guard !stale.isEmpty else { continue }
+            for entry in stale { entry.channel.close() }
+            idle[address] = fresh.isEmpty ? nil : fresh
+        }
     }
 
     func closeAll() {

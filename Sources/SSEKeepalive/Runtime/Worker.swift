@@ -43,6 +43,8 @@ final class Worker: @unchecked Sendable {
     private var wakeEvent: OpaquePointer?
     /// Re-enables accepting after a pause for EMFILE/ENFILE.
     private var resumeAcceptEvent: OpaquePointer?
+    /// Once a second: close pooled upstream connections idle past their reuse window.
+    private var poolSweepEvent: OpaquePointer?
     private var acceptPaused = false
     private var stopped = false
     private let onStop: @Sendable (Int) -> Void
@@ -62,6 +64,9 @@ final class Worker: @unchecked Sendable {
         let context = Unmanaged.passUnretained(self).toOpaque()
         wakeEvent = event_new(base, -1, 0, wakeCallback, context)
         resumeAcceptEvent = event_new(base, -1, 0, resumeAcceptCallback, context)
+        poolSweepEvent = event_new(base, -1, Int16(EV_PERSIST), poolSweepCallback, context)
+        var second = timeval(tv_sec: 1, tv_usec: 0)
+        if let poolSweepEvent { event_add(poolSweepEvent, &second) }
     }
 
     /// An event base whose epoll changes are batched per loop turn: a write
@@ -78,6 +83,7 @@ final class Worker: @unchecked Sendable {
         for listener in listeners.values { evconnlistener_free(listener) }
         if let wakeEvent { event_free(wakeEvent) }
         if let resumeAcceptEvent { event_free(resumeAcceptEvent) }
+        if let poolSweepEvent { event_free(poolSweepEvent) }
         event_base_free(base)
     }
 
@@ -145,6 +151,7 @@ final class Worker: @unchecked Sendable {
 
     private func stopIfDrained() {
         guard draining, connections.isEmpty, !stopped else { return }
+        if let poolSweepEvent { event_del(poolSweepEvent) }
         stopped = true
         event_base_loopbreak(base)
     }
@@ -279,6 +286,10 @@ private func wakeCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutable
 private func acceptErrorCallback(_ listener: OpaquePointer?, _ context: UnsafeMutableRawPointer?) {
     let code = sse_errno()
     Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().acceptFailed(code: code)
+}
+
+private func poolSweepCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
+    Unmanaged<Worker>.fromOpaque(context!).takeUnretainedValue().upstreamPool.sweep()
 }
 
 private func resumeAcceptCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
