@@ -1,55 +1,20 @@
-/// Everything a worker needs from the config, computed once per (re)load and
-/// shared read-only by the connections that started under it.
+/// A loaded config as the workers use it: the pure route table plus the
+/// resolved address of every upstream it names. Computed once per (re)load.
 final class ProxySettings: @unchecked Sendable {
-    /// One route, ready to serve.
-    final class Route: @unchecked Sendable {
-        let config: RouteConfig
-        let name: String
-        let upstream: ResolvedAddress
-        /// nil when the route's heartbeats are off.
-        let heartbeat: HeartbeatBytes?
-        let heartbeatInterval: TimeSpan?
+    let table: RouteTable
+    private let addresses: [SocketAddressSpec: ResolvedAddress]
 
-        init(config: RouteConfig, name: String, upstream: ResolvedAddress) {
-            self.config = config
-            self.name = name
-            self.upstream = upstream
-            self.heartbeatInterval = config.heartbeat.interval
-            self.heartbeat = config.heartbeat.interval == nil
-                ? nil : HeartbeatBytes(comment: config.heartbeat.comment, blankLine: config.heartbeat.blankLine)
-        }
-    }
-
-    let config: Config
-    let router: Router
-    /// Hides every configured token parameter in logged URLs (SPEC 1.5).
-    let redactor: Redactor
-    private let routesByPath: [String: Route]
-    let fallback: Route
+    var config: Config { table.config }
 
     init(config: Config) throws(ResolvedAddress.Failure) {
-        self.config = config
-        self.router = Router(config: config)
-        self.redactor = Redactor(config: config)
-        var resolved: [SocketAddressSpec: ResolvedAddress] = [:]
-        func address(_ spec: SocketAddressSpec) throws(ResolvedAddress.Failure) -> ResolvedAddress {
-            if let known = resolved[spec] { return known }
-            let address = try ResolvedAddress(spec)
-            resolved[spec] = address
-            return address
+        table = RouteTable(config: config)
+        var addresses: [SocketAddressSpec: ResolvedAddress] = [:]
+        for spec in table.upstreams {
+            addresses[spec] = try ResolvedAddress(spec)
         }
-        var routes: [String: Route] = [:]
-        for route in config.routes {
-            routes[route.path] = Route(config: route, name: route.name, upstream: try address(route.upstream ?? config.upstream))
-        }
-        self.routesByPath = routes
-        let fallbackConfig = router.fallback
-        self.fallback = Route(config: fallbackConfig, name: fallbackConfig.name,
-                              upstream: try address(fallbackConfig.upstream ?? config.upstream))
+        self.addresses = addresses
     }
 
-    func route(for path: Substring) -> Route {
-        let matched = router.route(for: path)
-        return routesByPath[matched.path].flatMap { $0.config == matched ? $0 : nil } ?? fallback
-    }
+    /// The resolved address of an upstream named by this settings' table.
+    func address(of spec: SocketAddressSpec) -> ResolvedAddress? { addresses[spec] }
 }
