@@ -78,7 +78,7 @@ public struct InputTail: Sendable {
 
 /// One thing for the runtime to do. Cases carry counts, static byte arrays
 /// and small values only: producing one allocates nothing on the per-event path.
-public enum ExchangeAction: Sendable {
+public enum ExchangeAction: Equatable, Sendable {
     /// Append bytes the proxy made (heads, heartbeats, framing, error pages) to `side`'s output.
     case write(Side, [UInt8])
     /// Append the chunk-size line for a chunk of `count` bytes to `side`'s output.

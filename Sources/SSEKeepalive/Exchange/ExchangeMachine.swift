@@ -519,7 +519,8 @@ public struct ExchangeMachine {
         guard case .streaming(var stream) = exchange.response, stream.heartbeats,
               let heartbeat = exchange.route.heartbeat, let interval = exchange.route.heartbeatInterval else { return }
         // Not at a safe point (mid-line, after CR): the next upstream write restarts the clock.
-        guard stream.bomGate.held.isEmpty, let form = stream.cursor.safeHeartbeat else { return }
+        // Bytes the BOM gate holds are not written yet, so the cursor still tells where the output stands.
+        guard let form = stream.cursor.safeHeartbeat else { return }
         writePayload(heartbeat.bytes(form), stream, exchange, io)
         stream.cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
         stream.bomGate.heartbeatWritten()
