@@ -142,7 +142,8 @@ final class ExchangeHarness: ExchangeIO {
 
     func upstreamFails(_ end: SocketEnd) {
         guard !closed, upstream != .none else { return }
-        upstream = .none
+        // The channel stays attached (and silent) until the machine releases it.
+        reading[.upstream] = false
         machine.upstreamClosed(end, self)
         afterEntry()
     }
