@@ -322,7 +322,10 @@ final class ExchangeHarness: ExchangeIO {
             upstreamSocket.removeAll()
             upstreamSentEOF = false
             reading[.upstream] = false
-            if toPool { givenToPool += 1 }
+            if toPool {
+                givenToPool += 1
+                poolIdle += 1
+            }
         case .armTimer(let span, _):
             timerDeadline = clock + span.milliseconds
             timerSpans.append(span)
@@ -511,23 +514,82 @@ final class EventStreamDriver {
         if upstreamChunked { harness.upstreamSends(ChunkedEncoding.lastChunk) } else { harness.upstreamCloses() }
     }
 
-    /// The event-stream response the client read (head checked, body de-chunked).
-    var response: ClientResponse? {
-        (try? ClientWireReader.read(harness.clientWire, tags: harness.clientWireTags, methods: ["GET"]))?.first
+    // The client's side, read incrementally: head, then the body de-chunked.
+    private var decoder: BodyDecoder?
+    private var wireAt = 0
+    private var body: [UInt8] = []
+    private var tags: [Int32] = []
+    /// The response ended cleanly (final chunk, or EOF after a close-delimited body).
+    private(set) var complete = false
+    /// Why the client could not read its bytes, if it could not.
+    private(set) var readError: String?
+    /// Where the SSE grammar stands after every body byte so far, stepped one by one.
+    private(set) var reference = SSECursor.Position.eventBoundary
+
+    private func sync() {
+        let wire = harness.clientWire
+        if decoder == nil {
+            guard case .complete(let head, let length) = HeadParser.parseResponse(wire, maxHeaderBytes: 1 << 16) else { return }
+            guard head.status == 200, let framing = try? BodyFraming.response(head, requestMethod: "GET") else {
+                readError = "unexpected head \(head)"
+                return
+            }
+            decoder = BodyDecoder(framing)
+            wireAt = length
+        }
+        guard var decoder, !complete, readError == nil else { return }
+        defer { self.decoder = decoder }
+        while true {
+            let available = wire.count - wireAt
+            let at = wireAt
+            let step = wire.withUnsafeBytes { p in
+                Result { () throws(HTTPParseError) in
+                    try decoder.next(available: available, window: UnsafeRawBufferPointer(rebasing: p[at...]))
+                }
+            }
+            switch step {
+            case .failure(let error):
+                readError = "bad framing at \(at): \(error)"
+                return
+            case .success(.payload(let n)):
+                for b in wire[at..<at + n] { reference = SSECursor.step(reference, b) }
+                body += wire[at..<at + n]
+                tags += harness.clientWireTags[at..<at + n]
+                decoder.didForwardPayload(n)
+                wireAt += n
+            case .success(.skip(let n)):
+                wireAt += n
+            case .success(.end):
+                complete = true
+                return
+            case .success(.needMore):
+                if harness.closed && decoder.endsAtClose { complete = true }
+                return
+            }
+        }
     }
 
     /// The payload bytes the client received, heartbeats included.
-    var output: [UInt8] { response?.body ?? [] }
+    var output: [UInt8] {
+        sync()
+        return body
+    }
+
+    /// The response ended cleanly.
+    var ended: Bool {
+        sync()
+        return complete
+    }
 
     /// Where each heartbeat sits in `output`.
     var heartbeatRanges: [Range<Int>] {
-        guard let response else { return [] }
+        sync()
         var ranges: [Range<Int>] = []
         var i = 0
-        while i < response.tags.count {
-            let tag = response.tags[i]
+        while i < tags.count {
+            let tag = tags[i]
             var j = i + 1
-            while j < response.tags.count && response.tags[j] == tag { j += 1 }
+            while j < tags.count && tags[j] == tag { j += 1 }
             if heartbeatWrites.contains(tag) { ranges.append(i..<j) }
             i = j
         }
@@ -535,9 +597,9 @@ final class EventStreamDriver {
     }
 
     var outputWithoutHeartbeats: [UInt8] {
-        guard let response else { return [] }
+        sync()
         var out: [UInt8] = []
-        for (byte, tag) in zip(response.body, response.tags) where !heartbeatWrites.contains(tag) { out.append(byte) }
+        for (byte, tag) in zip(body, tags) where !heartbeatWrites.contains(tag) { out.append(byte) }
         return out
     }
 
