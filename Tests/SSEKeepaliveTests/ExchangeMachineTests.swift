@@ -192,6 +192,18 @@ final class ExchangeMachineTests: XCTestCase {
         assertClean(h)
     }
 
+    /// Found by the `exchange` fuzzer: a connect that fails after starting must release its socket.
+    func testConnectThatFailsLaterGets502AndReleasesTheSocket() {
+        let h = ExchangeHarness()
+        h.start()
+        h.clientSends("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        h.upstreamFails(.failed(errno: 111))
+        XCTAssertTrue(h.clientText.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"))
+        XCTAssertTrue(h.actions.contains(.releaseUpstream(toPool: false)))
+        XCTAssertEqual(h.upstream, .none)
+        assertClean(h)
+    }
+
     func testSilentUpstreamGets504() {
         let h = ExchangeHarness()
         h.start()
@@ -207,8 +219,18 @@ final class ExchangeMachineTests: XCTestCase {
         r.fireTimer()
         XCTAssertTrue(r.clientText.contains("sent no response within 1m"), r.clientText)
         XCTAssertEqual(r.accessLog.first?.ending, .timeout)
+
+        // On a pooled connection there is no connect: the response clock starts at once.
+        let p = ExchangeHarness()
+        p.poolIdle = 1
+        p.start()
+        p.clientSends("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        XCTAssertEqual(p.machine.timer, .response)
+        p.fireTimer()
+        XCTAssertTrue(p.clientText.hasPrefix("HTTP/1.1 504 Gateway Timeout\r\n"))
         assertClean(h)
         assertClean(r)
+        assertClean(p)
     }
 
     func testUpstreamClosesMidEventCutsTheStream() {

@@ -6,6 +6,7 @@
 // client reads and stalls, closes and resets.
 
 #if !SSE_FUZZ
+import Foundation
 @testable import SSEKeepalive
 #endif
 
@@ -58,6 +59,7 @@ enum FuzzExchange {
         var clientScript = scripts.flatMap { $0.request + $0.requestBody }
         var upstreamScript: [UInt8] = []
         var servedConnection = -1
+        var closedConnection = -1
         var staleDone = false
 
         // The schedule: bounded in steps; the last phase delivers everything with no faults.
@@ -67,7 +69,9 @@ enum FuzzExchange {
             if h.closed { break }
             // The upstream side: answer the request that reached the current connection.
             let conn = h.upstreamConnections.count - 1
-            if h.upstream == .connected, conn != servedConnection, let index = requestIndex(h.upstreamConnections[conn].received) {
+            // (An upstream answers once it has the whole request, body included.)
+            if h.upstream == .connected, conn != servedConnection, let index = requestIndex(h.upstreamConnections[conn].received),
+               h.upstreamConnections[conn].received.count >= scripts[index].request.count + scripts[index].requestBody.count {
                 if h.upstreamConnections[conn].pooled && !staleDone && scripts[index].method == "GET" && rng.below(2) == 0 {
                     // The pooled connection was stale: closed before any response byte.
                     staleDone = true
@@ -87,10 +91,12 @@ enum FuzzExchange {
                 } else if h.upstream == .connected && !upstreamScript.isEmpty {
                     h.upstreamSends(upstreamScript)
                     upstreamScript.removeAll()
-                } else if h.upstream == .connected && servedConnection == conn && upstreamScriptEndsByClose(h, scripts, conn) {
-                    h.upstreamCloses()
                 } else if h.clientWindow != Int.max || !h.clientOut.isEmpty {
                     h.clientReads()
+                } else if h.upstream == .connected && servedConnection == conn && closedConnection != conn
+                            && upstreamScriptEndsByClose(h, scripts, conn) {
+                    closedConnection = conn
+                    h.upstreamCloses()
                 } else if h.machine.timer == .heartbeat && rng.below(4) == 0 {
                     h.fireTimer()
                 } else if !h.clientSocket.isEmpty || !h.upstreamSocket.isEmpty || h.upstreamSentEOF {
@@ -136,6 +142,14 @@ enum FuzzExchange {
             }
             try fuzzCheck(h.violation == nil, "runtime misuse at step \(step): \(h.violation ?? "")")
         }
+        #if !SSE_FUZZ
+        if ProcessInfo.processInfo.environment["FUZZ_TRACE"] != nil {
+            print("scripts:", scripts.map { ($0.method, $0.status, $0.upstreamFraming, $0.eventStream) })
+            for a in h.actions { print(a) }
+            print("state:", h.machine.state, "timer:", h.machine.timer, "reading:", h.reading, "upstream:", h.upstream,
+                  "socket:", h.clientSocket.count, h.upstreamSocket.count, "in:", h.clientIn.count, h.upstreamIn.count)
+        }
+        #endif
         try checkClient(h, scripts, faults: faults, http10: http10, heartbeats: config.heartbeat)
         try checkUpstreams(h, scripts)
     }
@@ -232,11 +246,13 @@ enum FuzzExchange {
                 var j = i + 1
                 while j < response.tags.count && response.tags[j] == tag { j += 1 }
                 let run = Array(response.body[i..<j])
-                if tag != 0 && run.first == 0x3A {
-                    try fuzzCheck(script.eventStream, "proxy bytes \(fuzzHex(run)) in a response that is no event stream")
+                // The proxy's own bytes in a body: heartbeats, or (at most 3) leading payload bytes the BOM gate held.
+                if tag != 0 && (run == Array(":hb\n".utf8) || run == Array(":hb\n\n".utf8)) {
+                    try fuzzCheck(script.eventStream, "a heartbeat in a response that is no event stream")
                     try fuzzCheck(previous == 0x0A, "a heartbeat not after an LF in response \(index - 1)")
-                    try fuzzCheck(run == Array(":hb\n".utf8) || run == Array(":hb\n\n".utf8), "proxy bytes \(fuzzHex(run)) are no heartbeat")
                 } else {
+                    try fuzzCheck(tag == 0 || (script.eventStream && run.count <= 3 && payload.isEmpty),
+                                  "proxy bytes \(fuzzHex(run)) in the body of response \(index - 1)")
                     payload += run
                 }
                 previous = run.last ?? previous

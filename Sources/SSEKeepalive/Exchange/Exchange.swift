@@ -40,8 +40,8 @@ public final class Exchange {
         self.clientKeepAlive = plan.clientKeepAlive
         self.upgradeRequested = plan.upgrade != nil
         self.retryable = plan.bodyFraming == .none && ["GET", "HEAD", "OPTIONS"].contains(request.method)
-        self.request = plan.bodyFraming == .none
-            ? .complete : .sendingBody(BodyDecoder(plan.bodyFraming), chunked: plan.bodyFraming == .chunked)
+        // Even an empty body goes through the decoder: its end starts the response clock.
+        self.request = .sendingBody(BodyDecoder(plan.bodyFraming), chunked: plan.bodyFraming == .chunked)
     }
 
     var routeName: String { startRoute.name }

@@ -315,7 +315,6 @@ public struct ExchangeMachine {
         let address = exchange.startRoute.upstream
         io.perform(.log(.error, .upstreamUnreachable(address, errno: code)))
         io.perform(.count(.upstreamError(route: exchange.routeName, kind: .connect)))
-        exchange.link = .none
         let cause = code.map { io.describe(errno: $0) } ?? "connection failed"
         respondWithError(status: 502, message: "upstream \(address) unreachable: \(cause)", ending: .error, io)
     }

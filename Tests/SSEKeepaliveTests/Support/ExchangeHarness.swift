@@ -388,7 +388,8 @@ enum ClientWireReader {
 
     /// Splits the client's bytes into responses to requests made with `methods`
     /// (in order). A response whose body is still open at the end is returned
-    /// with `complete == false`. Chunked framing must be valid throughout.
+    /// with `complete == false`, a head cut short is left out. Heads and
+    /// chunked framing must be valid throughout.
     static func read(_ wire: [UInt8], tags: [Int32], methods: [String]) throws(Failure) -> [ClientResponse] {
         var responses: [ClientResponse] = []
         var at = 0
@@ -396,8 +397,10 @@ enum ClientWireReader {
         while at < wire.count {
             let method = methodIndex < methods.count ? methods[methodIndex] : "GET"
             let result = HeadParser.parseResponse(Array(wire[at...]), maxHeaderBytes: 1 << 20)
+            // A head cut short ends the reading (a connection closed on a client that stopped reading).
+            if case .incomplete = result { break }
             guard case .complete(let head, let length) = result else {
-                throw .badHead("no complete response head at \(at): \(result)")
+                throw .badHead("no response head at \(at): \(result)")
             }
             at += length
             var response = ClientResponse(head: head)
