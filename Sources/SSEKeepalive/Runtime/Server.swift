@@ -22,6 +22,8 @@ public final class Server: @unchecked Sendable {
     private var events: [OpaquePointer] = []
     private var workerStoppedEvent: OpaquePointer?
     private var shutdownTimer: OpaquePointer?
+    /// READY/RELOADING/STOPPING/WATCHDOG for systemd; idle without NOTIFY_SOCKET.
+    private var notifier: SystemdNotifier?
 
     /// Opens every listener (failing fast on a port in use) but serves nothing until `run()`.
     public init(config: Config, configPath: String?, logLevelOverride: LogLevelName?, logger: Logger) throws(ServerError) {
@@ -44,6 +46,7 @@ public final class Server: @unchecked Sendable {
                 events.append(event)
             }
         }
+        notifier = SystemdNotifier(base: control, logger: logger)
         workerStoppedEvent = event_new(control, -1, 0, workerStoppedCallback, context)
         shutdownTimer = event_new(control, -1, 0, shutdownTimerCallback, context)
 
@@ -70,6 +73,7 @@ public final class Server: @unchecked Sendable {
         if let workerStoppedEvent { event_free(workerStoppedEvent) }
         if let shutdownTimer { event_free(shutdownTimer) }
         admin = nil
+        notifier = nil
         event_base_free(control)
     }
 
@@ -81,6 +85,8 @@ public final class Server: @unchecked Sendable {
                 return 1
             }
         }
+        // The sockets listen since init (connections queue); now workers accept them.
+        notifier?.listenersOpen()
         event_base_loop(control, EVLOOP_NO_EXIT_ON_EMPTY)
         logger.info("stopped")
         return 0
@@ -123,6 +129,9 @@ public final class Server: @unchecked Sendable {
     /// SIGHUP: re-read the file; a bad file changes nothing (docs/configuration.md, "Reloading").
     private func reload() {
         guard shutdown == .running else { return }
+        notifier?.reloadBegins()
+        var rejection: String?
+        defer { notifier?.reloadEnds(rejected: rejection) }
         let newConfig: Config
         let settings: ProxySettings
         do {
@@ -131,6 +140,7 @@ public final class Server: @unchecked Sendable {
             try listen(on: newConfig.listen)
         } catch {
             logger.error("reload rejected, the running configuration stays: \(error)")
+            rejection = "\(error)"
             return
         }
         let removed = listening.subtracting(newConfig.listen)
@@ -166,6 +176,7 @@ public final class Server: @unchecked Sendable {
             exit(128 + number)
         }
         shutdown = .draining
+        notifier?.drainBegins()
         logger.notice("signal \(number): draining; event streams end in \(config.shutdownGrace)")
         for worker in workers { worker.send(.drain) }
         armShutdownTimer(config.shutdownGrace)
