@@ -24,13 +24,14 @@ import Yams
 enum ConfigKeys {
     /// The top level, in the order `check` prints it.
     static var topKeys: [ConfigKey<Config>] {
-        [listen, .address("upstream", \.upstream, allowUnix: true), workers]
+        [listen, .address("upstream", \.upstream, allowUnix: true), .durationOrOff("upstream_resolve", \.upstreamResolve), workers]
             + inherited.map(\.top)
             + [
                 .section("log", keys: logKeys),
                 .section("timeouts", keys: timeoutKeys),
                 .section("limits", keys: limitKeys),
                 .section("shutdown", keys: [.duration("grace", \.shutdownGrace)]),
+                .section("reload", keys: [.bool("watch", \.reloadWatch)]),
                 admin,
                 routes,
             ]
