@@ -1,30 +1,22 @@
 import XCTest
 @testable import SSEKeepalive
 
-/// `reload.watch` and `upstream_resolve`: read, rejected with file:line and key, printed by `check`.
+/// `reload.watch`: read, rejected with file:line and key, printed by `check`.
 final class ConfigReloadResolveKeysTests: XCTestCase {
-    func testDefaultsAreNoWatchAndThirtySeconds() throws {
+    func testDefaultIsNoWatch() throws {
         let c = try ConfigLoader.parse(yaml: "listen: 127.0.0.1:1\n", file: "a.yaml")
         XCTAssertFalse(c.reloadWatch)
-        XCTAssertEqual(c.upstreamResolve, .seconds(30))
-        let text = c.rendered()
-        XCTAssertTrue(text.contains("upstream_resolve: 30s\n"), text)
-        XCTAssertTrue(text.contains("reload:\n  watch: false\n"), text)
+        XCTAssertTrue(c.rendered().contains("reload:\n  watch: false\n"), c.rendered())
     }
 
-    func testValuesAreRead() throws {
-        let c = try ConfigLoader.parse(yaml: "upstream_resolve: 2s\nreload: {watch: true}\n", file: "a.yaml")
-        XCTAssertTrue(c.reloadWatch)
-        XCTAssertEqual(c.upstreamResolve, .seconds(2))
-        let off = try ConfigLoader.parse(yaml: "upstream_resolve: off\n", file: "a.yaml")
-        XCTAssertNil(off.upstreamResolve)
+    func testValueIsRead() throws {
+        XCTAssertTrue(try ConfigLoader.parse(yaml: "reload: {watch: true}\n", file: "a.yaml").reloadWatch)
     }
 
     func testBadValuesNameFileLineAndKey() {
         let cases: [(String, String, Int, String)] = [
             ("listen: 127.0.0.1:1\nreload:\n  watch: sometimes\n", "reload.watch", 3, "sometimes"),
             ("reload:\n  wacth: true\n", "reload.wacth", 2, "watch"),
-            ("upstream_resolve: 30\n", "upstream_resolve", 1, "invalid duration \"30\""),
         ]
         for (yaml, key, line, fragment) in cases {
             XCTAssertThrowsError(try ConfigLoader.parse(yaml: yaml, file: "bad.yaml"), yaml) { error in
@@ -40,10 +32,6 @@ final class ConfigReloadResolveKeysTests: XCTestCase {
     func testRoundTrip() throws {
         var c = Config()
         c.reloadWatch = true
-        c.upstreamResolve = nil
-        let back = try ConfigLoader.parse(yaml: c.rendered(), file: "r.yaml")
-        XCTAssertTrue(back.reloadWatch)
-        XCTAssertNil(back.upstreamResolve)
-        XCTAssertTrue(c.rendered().contains("upstream_resolve: off\n"), c.rendered())
+        XCTAssertTrue(try ConfigLoader.parse(yaml: c.rendered(), file: "r.yaml").reloadWatch)
     }
 }
