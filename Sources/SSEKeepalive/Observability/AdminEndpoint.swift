@@ -24,13 +24,6 @@ public enum AdminEndpoint {
         }
     }
 
-    /// Whether `response` for this request will call its `metrics` closure,
-    /// so a runtime that gathers worker snapshots asynchronously knows
-    /// whether to gather before answering.
-    public static func needsMetrics(method: String, target: String) -> Bool {
-        resource(target: target) == .metrics && isGetOrHead(method)
-    }
-
     /// The full HTTP/1.1 response (with Content-Length and Connection: close) for one admin request.
     /// `metrics` is called only for `GET`/`HEAD /metrics`.
     public static func response(method: String, target: String, draining: Bool,

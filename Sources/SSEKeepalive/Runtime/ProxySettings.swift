@@ -40,12 +40,12 @@ final class ProxySettings: @unchecked Sendable {
         }
         var routes: [String: Route] = [:]
         for route in config.routes {
-            routes[route.path] = Route(config: route, name: route.name, upstream: try address(route.upstream ?? config.upstream))
+            routes[route.path] = Route(config: route, name: route.name, upstream: try address(router.upstream(for: route)))
         }
         self.routesByPath = routes
         let fallbackConfig = router.fallback
         self.fallback = Route(config: fallbackConfig, name: fallbackConfig.name,
-                              upstream: try address(fallbackConfig.upstream ?? config.upstream))
+                              upstream: try address(router.upstream(for: fallbackConfig)))
     }
 
     func route(for path: Substring) -> Route {
