@@ -3,7 +3,7 @@ import Foundation
 import Yams
 @testable import SSEKeepalive
 
-/// The example of SPEC section 3, verbatim.
+/// A complete config: every top-level key at its default, and three routes (as in docs/configuration.md).
 let specExampleYAML = """
 listen: "127.0.0.1:8080"          # host:port, [v6]:port, or a list of them
 upstream: "127.0.0.1:3000"        # host:port or unix:/path/to.sock
@@ -67,7 +67,7 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(e.file, "bad.yaml", file: file, line: sourceLine)
     }
 
-    // MARK: The SPEC example
+    // MARK: The documented example
 
     func testSpecExample() throws {
         let c = try parse(specExampleYAML, file: "/etc/sse.yaml")

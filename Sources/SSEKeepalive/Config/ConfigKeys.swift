@@ -16,8 +16,9 @@
 //       and `RouteConfig`; see `heartbeat`).
 //     - Inside heartbeat (so also per route): one line in `heartbeatKeys`.
 //     - Per route only: one line in `routeKeys`.
-//  3. Use the field, document the key in docs/configuration.md, and add a
-//     test (ConfigLoaderTests: a value, a bad value; ConfigRenderTests round-trips).
+//  3. Use the field, document the key in docs/configuration.md (with its
+//     default and reload behaviour; ConfigDocsTests fails until it is there),
+//     and add a test (ConfigLoaderTests: a value, a bad value).
 
 import Yams
 

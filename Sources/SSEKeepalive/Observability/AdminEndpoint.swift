@@ -1,4 +1,4 @@
-/// The admin listener's responses (SPEC 3 `admin`, SPEC 5), without I/O.
+/// The admin listener's responses (docs/metrics.md), without I/O.
 ///
 /// - `GET`/`HEAD /metrics`: 200, Prometheus text format 0.0.4.
 /// - `GET`/`HEAD /healthz`: 200 `ok` while running, 503 `draining` while draining.

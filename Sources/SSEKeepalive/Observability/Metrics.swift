@@ -1,4 +1,4 @@
-/// Proxy metrics (SPEC 5) as a plain value.
+/// Proxy metrics (docs/metrics.md) as a plain value.
 ///
 /// Each worker thread owns one `MetricsSnapshot` as its live counters and
 /// bumps plain fields on its own thread: no atomics, no locks on the hot path.

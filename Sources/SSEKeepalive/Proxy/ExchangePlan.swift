@@ -11,7 +11,7 @@ public struct RequestPlan: Equatable, Sendable {
     /// The protocol the client asks to switch to (`Upgrade` with `Connection: upgrade`), if any.
     public var upgrade: String?
 
-    /// `token`: the route's query-token settings, if it has them (SPEC 1.5).
+    /// `token`: the route's query-token settings, if it has them (docs/behaviour.md, "Query token").
     public static func make(_ request: RequestHead, token: TokenSettings? = nil) throws(HTTPParseError) -> RequestPlan {
         let framing = try BodyFraming.request(request)
         let upgrade = upgradeRequested(request)

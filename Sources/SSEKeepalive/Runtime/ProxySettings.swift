@@ -22,7 +22,7 @@ final class ProxySettings: @unchecked Sendable {
 
     let config: Config
     let router: Router
-    /// Hides every configured token parameter in logged URLs (SPEC 1.5).
+    /// Hides every configured token parameter in logged URLs (docs/behaviour.md, "Query token").
     let redactor: Redactor
     private let routesByPath: [String: Route]
     let fallback: Route
