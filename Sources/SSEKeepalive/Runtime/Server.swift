@@ -67,12 +67,13 @@ public final class Server: @unchecked Sendable {
                 self.workerStopped()
             })
         }
+        // Watching before "listening on": a change right after start is not missed.
+        try updateWatcher()
         try listen(on: config.listen)
         if let adminAddress = config.adminListen {
             admin = try AdminServer(base: control, address: Self.resolve(adminAddress), server: self)
             logger.info("admin endpoint on http://\(adminAddress)/metrics")
         }
-        try updateWatcher()
         logger.info("\(count) worker\(count == 1 ? "" : "s"), upstream \(config.upstream)")
     }
 
