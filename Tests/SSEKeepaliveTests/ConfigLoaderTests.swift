@@ -439,6 +439,15 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertNil(c.routes[3].token)
     }
 
+    func testTokenHeaderCannotBeHopByHopOrFraming() {
+        for name in ["Connection", "keep-alive", "Proxy-Connection", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
+                     "Host", "Content-Length", "content-type"] {
+            assertError("routes:\n  - path: /a\n    token: {header: \(name)}\n", key: "routes[0].token.header", line: 3,
+                        contains: "cannot carry a token")
+        }
+        XCTAssertEqual(try? parse("routes:\n  - path: /a\n    token: {header: X-Upgrade}\n").routes[0].token?.header, "X-Upgrade")
+    }
+
     // MARK: Durations and sizes
 
     func testDurations() {

@@ -250,11 +250,9 @@ enum ConfigKeys {
         return nil
     }
 
-    /// Header names a token must not be written into.
-    static let forbiddenTokenHeaders: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
-        "upgrade", "host", "content-length", "content-type",
-    ]
+    /// Header names a token must not be written into: the hop-by-hop ones
+    /// (removed on the way) and those the proxy relies on.
+    static let forbiddenTokenHeaders = HeaderPolicy.hopByHop.union(["host", "content-length", "content-type"])
 }
 
 /// A key at the top level and per route: one declaration, read into both,

@@ -84,17 +84,13 @@ public enum ConfigLoader {
         return config
     }
 
-    // MARK: Value syntax (ValueSyntax.swift), under the names callers know
+    // MARK: Value syntax (ValueSyntax.swift), for callers outside the config
 
     public static func parseDuration(_ s: String) -> TimeSpan? { ValueSyntax.duration(s) }
     public static func parseSize(_ s: String) -> Int? { ValueSyntax.size(s) }
     public static func parseAddress(_ s: String, allowUnix: Bool) -> SocketAddressSpec? {
         try? ValueSyntax.address(s, allowUnix: allowUnix).get()
     }
-    static func parseDecimal(_ s: Substring) -> Int? { ValueSyntax.decimal(s) }
-    static func isIPv6(_ host: Substring) -> Bool { ValueSyntax.isIPv6(host) }
-    static func isAlnum(_ b: UInt8) -> Bool { ValueSyntax.isAlnum(b) }
-    static func escaped(_ s: String) -> String { TextEscape.message(s) }
 
     // MARK: File and YAML errors
 

@@ -82,7 +82,7 @@ public struct ProbeRecommendation: Equatable, Sendable {
     /// characters, no "//", no trailing "/".
     static func isRoutePath(_ path: String) -> Bool {
         path.hasPrefix("/") && !path.hasSuffix("/") && !path.contains("//")
-            && path.utf8.allSatisfy { ConfigLoader.isAlnum($0) || "/-._~".utf8.contains($0) }
+            && path.utf8.allSatisfy { ValueSyntax.isAlnum($0) || "/-._~".utf8.contains($0) }
     }
 }
 

@@ -5,16 +5,16 @@ public enum ProbeRequest {
     /// Parses one `--header` argument, `Name: value` (space after the colon optional).
     public static func parseHeader(_ text: String) throws(ProbeUsageError) -> HTTPHeaders.Field {
         guard let colon = text.firstIndex(of: ":") else {
-            throw ProbeUsageError("--header \"\(ConfigLoader.escaped(text))\": write it as Name:value")
+            throw ProbeUsageError("--header \"\(TextEscape.message(text))\": write it as Name:value")
         }
         let name = text[..<colon]
-        if name.isEmpty { throw ProbeUsageError("--header \"\(ConfigLoader.escaped(text))\": empty header name") }
+        if name.isEmpty { throw ProbeUsageError("--header \"\(TextEscape.message(text))\": empty header name") }
         for b in name.utf8 where !HTTPBytes.isTchar(b) {
-            throw ProbeUsageError("--header \"\(ConfigLoader.escaped(text))\": invalid character \(HTTPBytes.describe(b)) in header name")
+            throw ProbeUsageError("--header \"\(TextEscape.message(text))\": invalid character \(HTTPBytes.describe(b)) in header name")
         }
         let value = text[text.index(after: colon)...].trimmingOWS()
         for b in value.utf8 where !HTTPBytes.isFieldValueByte(b) {
-            throw ProbeUsageError("--header \"\(ConfigLoader.escaped(text))\": invalid character \(HTTPBytes.describe(b)) in header value")
+            throw ProbeUsageError("--header \"\(TextEscape.message(text))\": invalid character \(HTTPBytes.describe(b)) in header value")
         }
         return HTTPHeaders.Field(name: String(name), value: String(value))
     }
@@ -159,8 +159,8 @@ public struct ProbeOptions: Equatable, Sendable {
         let parsedURL = try ProbeURL.parse(url)
         var fields: [HTTPHeaders.Field] = []
         for h in headers { fields.append(try ProbeRequest.parseHeader(h)) }
-        guard let span = ConfigLoader.parseDuration(duration) else {
-            throw ProbeUsageError("--duration \"\(ConfigLoader.escaped(duration))\": use a duration like 500ms, 15s, 2m or 1h")
+        guard let span = ValueSyntax.duration(duration) else {
+            throw ProbeUsageError("--duration \"\(TextEscape.message(duration))\": use a duration like 500ms, 15s, 2m or 1h")
         }
         if let lastEventID { try ProbeRequest.checkLastEventID(lastEventID) }
         if (cacert != nil || insecure) && !parsedURL.isTLS {

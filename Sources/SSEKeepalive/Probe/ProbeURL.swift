@@ -84,7 +84,7 @@ public struct ProbeURL: Equatable, Sendable, CustomStringConvertible {
                 guard after.hasPrefix(":") else { throw ProbeUsageError("unexpected \"\(after)\" after the IPv6 address") }
                 portText = after.dropFirst()
             }
-            guard ConfigLoader.isIPv6(host) else {
+            guard ValueSyntax.isIPv6(host) else {
                 throw ProbeUsageError("\"[\(host)]\" is not an IPv6 address")
             }
         } else if let colon = authority.lastIndex(of: ":") {
@@ -95,13 +95,13 @@ public struct ProbeURL: Equatable, Sendable, CustomStringConvertible {
         }
         if host.isEmpty { throw ProbeUsageError("URL has no host") }
         if !authority.hasPrefix("[") {
-            for b in host.utf8 where !(ConfigLoader.isAlnum(b) || b == 0x2D || b == 0x2E || b == 0x5F) {
+            for b in host.utf8 where !(ValueSyntax.isAlnum(b) || b == 0x2D || b == 0x2E || b == 0x5F) {
                 throw ProbeUsageError("invalid character \(HTTPBytes.describe(b)) in host \"\(host)\"")
             }
         }
         var port: UInt16 = defaultPort
         if let portText {
-            guard let n = ConfigLoader.parseDecimal(portText), n >= 1, n <= 65535 else {
+            guard let n = ValueSyntax.decimal(portText), n >= 1, n <= 65535 else {
                 throw ProbeUsageError("invalid port \"\(portText)\" (use 1-65535)")
             }
             port = UInt16(n)
@@ -151,22 +151,22 @@ public struct ProbeConnectTo: Equatable, Sendable {
             if c == ":" && !inBrackets { parts.append(current); current = "" } else { current.append(c) }
         }
         parts.append(current)
-        let usage = "--connect-to \"\(ConfigLoader.escaped(text))\": write it as HOST:PORT:ADDR:PORT (e.g. example.com:443:127.0.0.1:8443)"
+        let usage = "--connect-to \"\(TextEscape.message(text))\": write it as HOST:PORT:ADDR:PORT (e.g. example.com:443:127.0.0.1:8443)"
         guard parts.count == 4 else { throw ProbeUsageError(usage) }
         func host(_ s: String) throws(ProbeUsageError) -> String? {
             if s.isEmpty { return nil }
             var h = Substring(s)
             if h.hasPrefix("[") && h.hasSuffix("]") {
                 h = h.dropFirst().dropLast()
-                guard ConfigLoader.isIPv6(h) else { throw ProbeUsageError(usage) }
+                guard ValueSyntax.isIPv6(h) else { throw ProbeUsageError(usage) }
                 return String(h)
             }
-            for b in h.utf8 where !(ConfigLoader.isAlnum(b) || b == 0x2D || b == 0x2E || b == 0x5F) { throw ProbeUsageError(usage) }
+            for b in h.utf8 where !(ValueSyntax.isAlnum(b) || b == 0x2D || b == 0x2E || b == 0x5F) { throw ProbeUsageError(usage) }
             return String(h)
         }
         func port(_ s: String) throws(ProbeUsageError) -> UInt16? {
             if s.isEmpty { return nil }
-            guard let n = ConfigLoader.parseDecimal(Substring(s)), n >= 1, n <= 65535 else { throw ProbeUsageError(usage) }
+            guard let n = ValueSyntax.decimal(Substring(s)), n >= 1, n <= 65535 else { throw ProbeUsageError(usage) }
             return UInt16(n)
         }
         return ProbeConnectTo(host: try host(parts[0]), port: try port(parts[1]), toHost: try host(parts[2]), toPort: try port(parts[3]))
