@@ -1,7 +1,8 @@
 // Picks the route for a request path (SPEC section 3, `routes`).
 
 /// Routes in file order plus the fallback. Matching is segment-aware prefix
-/// matching on the raw path (no query string), case-sensitive, and
+/// matching on the normalised path (`RequestTarget.path`: no query string,
+/// no dot segments, no repeated slashes), case-sensitive, and
 /// allocation-free.
 public struct Router: Sendable {
     public let routes: [RouteConfig]
