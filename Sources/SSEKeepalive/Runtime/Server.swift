@@ -23,6 +23,8 @@ public final class Server: @unchecked Sendable {
     private var workerStoppedEvent: OpaquePointer?
     private var shutdownTimer: OpaquePointer?
     private var shutdownStage = 0
+    /// READY/RELOADING/STOPPING/WATCHDOG for systemd; idle without NOTIFY_SOCKET.
+    private var notifier: SystemdNotifier?
 
     /// Opens every listener (failing fast on a port in use) but serves nothing until `run()`.
     public init(config: Config, configPath: String?, logLevelOverride: LogLevelName?, logger: Logger) throws(ServerError) {
@@ -45,6 +47,7 @@ public final class Server: @unchecked Sendable {
                 events.append(event)
             }
         }
+        notifier = SystemdNotifier(base: control, logger: logger)
         workerStoppedEvent = event_new(control, -1, 0, workerStoppedCallback, context)
         shutdownTimer = event_new(control, -1, 0, shutdownTimerCallback, context)
 
@@ -71,6 +74,7 @@ public final class Server: @unchecked Sendable {
         if let workerStoppedEvent { event_free(workerStoppedEvent) }
         if let shutdownTimer { event_free(shutdownTimer) }
         admin = nil
+        notifier = nil
         event_base_free(control)
     }
 
@@ -82,6 +86,8 @@ public final class Server: @unchecked Sendable {
                 return 1
             }
         }
+        // The sockets listen since init (connections queue); now workers accept them.
+        notifier?.listenersOpen()
         event_base_loop(control, EVLOOP_NO_EXIT_ON_EMPTY)
         logger.info("stopped")
         return 0
@@ -124,6 +130,9 @@ public final class Server: @unchecked Sendable {
     /// SIGHUP: re-read the file; a bad file changes nothing (SPEC 2).
     private func reload() {
         guard !draining else { return }
+        notifier?.reloadBegins()
+        var rejection: String?
+        defer { notifier?.reloadEnds(rejected: rejection) }
         let newConfig: Config
         let settings: ProxySettings
         do {
@@ -132,6 +141,7 @@ public final class Server: @unchecked Sendable {
             try listen(on: newConfig.listen)
         } catch {
             logger.error("reload rejected, the running configuration stays: \(error)")
+            rejection = "\(error)"
             return
         }
         let removed = listening.subtracting(newConfig.listen)
@@ -167,6 +177,7 @@ public final class Server: @unchecked Sendable {
             exit(128 + number)
         }
         draining = true
+        notifier?.drainBegins()
         logger.notice("signal \(number): draining; event streams end in \(config.shutdownGrace)")
         for worker in workers { worker.send(.drain) }
         armShutdownTimer(config.shutdownGrace)
