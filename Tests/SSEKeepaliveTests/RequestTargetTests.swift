@@ -69,6 +69,7 @@ final class RequestTargetTests: XCTestCase {
                 XCTAssertEqual(try RequestTarget.normalisePath(Array(t.path.utf8)[...]), t.path, raw, line: line)
                 XCTAssertEqual(RequestTarget.routingPath(raw), path, raw, line: line)
                 XCTAssertEqual(RequestTarget.routingPath(path), path, raw, line: line)
+                XCTAssertEqual(RequestTarget.isNormalPath(path), !path.contains("%") && path != "*", raw, line: line)
             } catch {
                 XCTFail("\(raw): refused with \(error)", line: line)
             }
@@ -146,6 +147,16 @@ final class RequestTargetTests: XCTestCase {
         t = try target("http://b/x", host: nil)
         XCTAssertEqual(t.authority, "b")
         XCTAssertThrowsError(try target("https://a/x", host: "a:80"))
+    }
+
+    func testIsNormalPath() {
+        for path in ["/", "/a", "/a/", "/a/b", "/.a/..b/...", "/a.", "/a..", "/~_-", "/a;b"] {
+            XCTAssertTrue(RequestTarget.isNormalPath(path), path)
+        }
+        for path in ["", "a", "//", "/a//b", "/.", "/..", "/a/.", "/a/..", "/./a", "/../a", "/a/./b", "/%41",
+                     "/a?b", "/a#b", "/a b", "/a\\b", "/caf\u{E9}", "*"] {
+            XCTAssertFalse(RequestTarget.isNormalPath(path), path)
+        }
     }
 
     func testAsteriskFormOnlyForOptions() throws {

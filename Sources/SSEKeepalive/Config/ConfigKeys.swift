@@ -245,6 +245,16 @@ enum ConfigKeys {
                 return "invalid route path \"\(TextEscape.quoted(path))\" (percent-encode non-ASCII characters, as clients send them)"
             }
         }
+        // Requests are routed on their normalised path (docs/routing.md): a route must be spelled that way to match.
+        let normal: String
+        do {
+            normal = try RequestTarget.normalisePath(Array(path.utf8)[...])
+        } catch {
+            return "invalid route path \"\(TextEscape.quoted(path))\" (\(error); no request could match it)"
+        }
+        if normal != path {
+            return "route path \"\(TextEscape.quoted(path))\" is not in normal form: requests are routed on \"\(TextEscape.quoted(normal))\""
+        }
         return nil
     }
 

@@ -71,6 +71,32 @@ public struct RequestTarget: Equatable, Sendable {
         try? RequestTarget(String(pathOrTarget), method: "OPTIONS", host: nil).path
     }
 
+    /// Whether `path` is already what `normalisePath` gives (a quick, conservative
+    /// check: a path with any `%` is left to `normalisePath`).
+    public static func isNormalPath<S: StringProtocol>(_ path: S) -> Bool {
+        var bytes = path.utf8.makeIterator()
+        guard bytes.next() == UInt8(ascii: "/") else { return false }
+        var length = 0, dots = 0 // of the current segment
+        func isDotSegment() -> Bool { length > 0 && length <= 2 && dots == length }
+        while let b = bytes.next() {
+            switch b {
+            case UInt8(ascii: "/"):
+                if length == 0 || isDotSegment() { return false }
+                length = 0
+                dots = 0
+                continue
+            case UInt8(ascii: "%"), UInt8(ascii: "\\"), UInt8(ascii: "?"), UInt8(ascii: "#"), 0...0x20, 0x7F...:
+                return false
+            case UInt8(ascii: "."):
+                dots += 1
+            default:
+                break
+            }
+            length += 1
+        }
+        return !isDotSegment()
+    }
+
     // MARK: Path
 
     /// The normalised form of an absolute path (which must start with `/`).

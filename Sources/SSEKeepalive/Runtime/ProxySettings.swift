@@ -48,13 +48,8 @@ final class ProxySettings: @unchecked Sendable {
                               upstream: try address(fallbackConfig.upstream ?? config.upstream))
     }
 
-    /// The route for a request path. Routing is on the normalised path, the one
-    /// `RequestPlan.routingPath` holds and the upstream receives; a raw path or
-    /// absolute-form target is normalised here first (normalising is idempotent).
-    /// A path that cannot be normalised gets the fallback: its request is refused anyway.
-    func route<S: StringProtocol>(for path: S) -> Route {
-        guard let normalised = RequestTarget.routingPath(path) else { return fallback }
-        let matched = router.route(for: normalised[...])
+    func route(for path: Substring) -> Route {
+        let matched = router.route(for: path)
         return routesByPath[matched.path].flatMap { $0.config == matched ? $0 : nil } ?? fallback
     }
 }
