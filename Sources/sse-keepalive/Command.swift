@@ -81,14 +81,24 @@ struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Connect to an event stream like a browser's EventSource and report what the path does to it.",
         discussion: """
-            Reports the response head, a timeline of events and comments, idle timeouts and \
-            buffering on the path, and the heartbeat interval to configure. Exit status 0 when \
-            the stream stayed healthy for the whole --duration, 1 otherwise. http:// only.
+            Reports the response head, a timeline of events and comments, idle timeouts, \
+            buffering, compression and intermediaries on the path, and the heartbeat interval to \
+            configure. Exit status 0 when the stream stayed healthy for the whole --duration, \
+            1 otherwise. http:// and https:// (system CA store unless --cacert or --insecure).
             """
     )
 
-    @Argument(help: "The stream's http:// URL.")
+    @Argument(help: "The stream's http:// or https:// URL.")
     var url: String
+
+    @Option(name: .long, help: "https: trust the CA certificates in this PEM file instead of the system store.")
+    var cacert: String?
+
+    @Flag(name: .long, help: "https: do not check the server's certificate.")
+    var insecure = false
+
+    @Option(name: .customLong("connect-to"), help: "HOST:PORT:ADDR:PORT: connect to ADDR:PORT for HOST:PORT, as curl does (repeatable).")
+    var connectTo: [String] = []
 
     @Option(name: .customLong("header"), help: "Extra request header Name:value (repeatable).")
     var headers: [String] = []
@@ -108,7 +118,8 @@ struct Probe: ParsableCommand {
     func run() throws {
         let options: ProbeOptions
         do {
-            options = try ProbeOptions.parse(url: url, headers: headers, duration: duration, lastEventID: lastEventID)
+            options = try ProbeOptions.parse(url: url, headers: headers, duration: duration, lastEventID: lastEventID,
+                                             cacert: cacert, insecure: insecure, connectTo: connectTo)
         } catch {
             FileHandleStderr.write("sse-keepalive probe: \(error)\n")
             throw ExitCode(1)

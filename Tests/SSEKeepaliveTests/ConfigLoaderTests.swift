@@ -3,7 +3,7 @@ import Foundation
 import Yams
 @testable import SSEKeepalive
 
-/// The example of SPEC section 3, verbatim.
+/// A complete config: every top-level key at its default, and three routes (as in docs/configuration.md).
 let specExampleYAML = """
 listen: "127.0.0.1:8080"          # host:port, [v6]:port, or a list of them
 upstream: "127.0.0.1:3000"        # host:port or unix:/path/to.sock
@@ -67,7 +67,7 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(e.file, "bad.yaml", file: file, line: sourceLine)
     }
 
-    // MARK: The SPEC example
+    // MARK: The documented example
 
     func testSpecExample() throws {
         let c = try parse(specExampleYAML, file: "/etc/sse.yaml")
@@ -441,6 +441,15 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(c.routes[1].token, TokenSettings(query: "token", header: "Authorization", scheme: ""))
         XCTAssertEqual(c.routes[2].token, TokenSettings(query: "a-b.c_d~e", header: "X-Auth-Token", scheme: "Token"))
         XCTAssertNil(c.routes[3].token)
+    }
+
+    func testTokenHeaderCannotBeHopByHopOrFraming() {
+        for name in ["Connection", "keep-alive", "Proxy-Connection", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
+                     "Host", "Content-Length", "content-type"] {
+            assertError("routes:\n  - path: /a\n    token: {header: \(name)}\n", key: "routes[0].token.header", line: 3,
+                        contains: "cannot carry a token")
+        }
+        XCTAssertEqual(try? parse("routes:\n  - path: /a\n    token: {header: X-Upgrade}\n").routes[0].token?.header, "X-Upgrade")
     }
 
     // MARK: Durations and sizes

@@ -55,8 +55,11 @@ func fuzzHex<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
     return String(decoding: out, as: UTF8.self) + (bytes.count > 96 ? "...(\(bytes.count) bytes)" : "")
 }
 
-/// SplitMix64: split points and window sizes derived from a control byte.
-struct FuzzRNG {
+/// SplitMix64: small, seeded, reproducible. The test suite's one generator
+/// (`SeededRNG` elsewhere); it lives here because the fuzz build compiles
+/// this file without the rest of the tests. Here it derives split points and
+/// window sizes from a control byte.
+struct FuzzRNG: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

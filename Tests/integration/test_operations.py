@@ -1,4 +1,4 @@
-"""Operations (issue 5; SPEC 2 signals, 3 workers/shutdown/admin, 5 metrics):
+"""Operations (issue 5; docs/behaviour.md "Reload and shutdown", docs/configuration.md, docs/metrics.md):
 SIGHUP reloads with open streams, broken reloads, listen-address changes,
 graceful shutdown, the admin endpoint's metrics and health, workers, and file
 descriptors coming back after a burst of traffic.

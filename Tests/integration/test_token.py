@@ -1,4 +1,4 @@
-"""SPEC 1.5: query token moved to an Authorization header, never logged."""
+"""docs/behaviour.md, "Query token": query token moved to an Authorization header, never logged."""
 import pytest
 
 from harness import client as http

@@ -1,4 +1,4 @@
-/// The effective configuration: every key of SPEC section 3, with defaults
+/// The effective configuration: every key of docs/configuration.md, with defaults
 /// applied. Built by `ConfigLoader`; rendered back by `Config.rendered()`.
 
 /// A span of time from the config (`500ms`, `15s`, `2m`, `1h`).

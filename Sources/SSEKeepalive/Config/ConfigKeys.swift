@@ -16,8 +16,9 @@
 //       and `RouteConfig`; see `heartbeat`).
 //     - Inside heartbeat (so also per route): one line in `heartbeatKeys`.
 //     - Per route only: one line in `routeKeys`.
-//  3. Use the field, document the key in docs/configuration.md, and add a
-//     test (ConfigLoaderTests: a value, a bad value; ConfigRenderTests round-trips).
+//  3. Use the field, document the key in docs/configuration.md (with its
+//     default and reload behaviour; ConfigDocsTests fails until it is there),
+//     and add a test (ConfigLoaderTests: a value, a bad value).
 
 import Yams
 
@@ -89,17 +90,17 @@ enum ConfigKeys {
         [
             .text("query", \.query, expected: "a query parameter name") { q in
                 !q.isEmpty && q.utf8.allSatisfy(ValueSyntax.isUnreserved) ? nil
-                    : "invalid query parameter name \"\(TextEscape.quoted(q))\" (letters, digits, -, ., _ and ~ only)"
+                    : "invalid query parameter name \"\(TextEscape.message(q))\" (letters, digits, -, ., _ and ~ only)"
             },
             .text("header", \.header, expected: "a header name") { h in
                 guard !h.isEmpty, h.utf8.allSatisfy(HTTPBytes.isTchar) else {
-                    return "invalid header name \"\(TextEscape.quoted(h))\" (an HTTP token such as Authorization)"
+                    return "invalid header name \"\(TextEscape.message(h))\" (an HTTP token such as Authorization)"
                 }
                 return forbiddenTokenHeaders.contains(h.lowercased()) ? "header \"\(h)\" cannot carry a token" : nil
             },
             .text("scheme", \.scheme, expected: "an authorization scheme", null: "") { s in
                 s.utf8.allSatisfy(HTTPBytes.isTchar) ? nil
-                    : "invalid scheme \"\(TextEscape.quoted(s))\" (an HTTP token such as Bearer, or \"\" for the bare value)"
+                    : "invalid scheme \"\(TextEscape.message(s))\" (an HTTP token such as Bearer, or \"\" for the bare value)"
             },
         ]
     }
@@ -146,7 +147,7 @@ enum ConfigKeys {
                           return
                       }
                       guard let n = ValueSyntax.decimal(Substring(text)), n >= 1, n <= 1024 else {
-                          throw r.error(node, path, "invalid workers \"\(TextEscape.quoted(text))\" (use auto or an integer from 1 to 1024)")
+                          throw r.error(node, path, "invalid workers \"\(TextEscape.message(text))\" (use auto or an integer from 1 to 1024)")
                       }
                       c.workers = .count(n)
                   },
@@ -207,7 +208,7 @@ enum ConfigKeys {
                           try r.read([pathEntry], itemPath, keys: keys, into: &route)
                           if let first = seen[route.path] {
                               throw r.error(pathEntry.value, "\(itemPath).path",
-                                            "duplicate route path \"\(TextEscape.quoted(route.path))\" (already used by routes[\(first)])")
+                                            "duplicate route path \"\(TextEscape.message(route.path))\" (already used by routes[\(first)])")
                           }
                           seen[route.path] = i
                           try r.read(entries.filter { $0.name != "path" }, itemPath, keys: keys, into: &route)
@@ -235,14 +236,14 @@ enum ConfigKeys {
 
     static func routePathProblem(_ path: String) -> String? {
         guard path.hasPrefix("/") else {
-            return "invalid route path \"\(TextEscape.quoted(path))\" (must start with \"/\")"
+            return "invalid route path \"\(TextEscape.message(path))\" (must start with \"/\")"
         }
         for u in path.unicodeScalars {
             if u.value <= 0x20 || u.value == 0x7F || u == "?" || u == "#" {
-                return "invalid route path \"\(TextEscape.quoted(path))\" (no spaces, control characters, ? or #)"
+                return "invalid route path \"\(TextEscape.message(path))\" (no spaces, control characters, ? or #)"
             }
             if u.value > 0x7E {
-                return "invalid route path \"\(TextEscape.quoted(path))\" (percent-encode non-ASCII characters, as clients send them)"
+                return "invalid route path \"\(TextEscape.message(path))\" (percent-encode non-ASCII characters, as clients send them)"
             }
         }
         // Requests are routed on their normalised path (docs/routing.md): a route must be spelled that way to match.
@@ -258,11 +259,9 @@ enum ConfigKeys {
         return nil
     }
 
-    /// Header names a token must not be written into.
-    static let forbiddenTokenHeaders: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
-        "upgrade", "host", "content-length", "content-type",
-    ]
+    /// Header names a token must not be written into: the hop-by-hop ones
+    /// (removed on the way) and those the proxy relies on.
+    static let forbiddenTokenHeaders = HeaderPolicy.hopByHop.union(["host", "content-length", "content-type"])
 }
 
 /// A key at the top level and per route: one declaration, read into both,

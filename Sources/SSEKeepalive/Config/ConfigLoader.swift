@@ -84,17 +84,13 @@ public enum ConfigLoader {
         return config
     }
 
-    // MARK: Value syntax (ValueSyntax.swift), under the names callers know
+    // MARK: Value syntax (ValueSyntax.swift), for callers outside the config
 
     public static func parseDuration(_ s: String) -> TimeSpan? { ValueSyntax.duration(s) }
     public static func parseSize(_ s: String) -> Int? { ValueSyntax.size(s) }
     public static func parseAddress(_ s: String, allowUnix: Bool) -> SocketAddressSpec? {
         try? ValueSyntax.address(s, allowUnix: allowUnix).get()
     }
-    static func parseDecimal(_ s: Substring) -> Int? { ValueSyntax.decimal(s) }
-    static func isIPv6(_ host: Substring) -> Bool { ValueSyntax.isIPv6(host) }
-    static func isAlnum(_ b: UInt8) -> Bool { ValueSyntax.isAlnum(b) }
-    static func escaped(_ s: String) -> String { TextEscape.quoted(s) }
 
     // MARK: File and YAML errors
 
@@ -144,7 +140,7 @@ public enum ConfigLoader {
             }
             return ConfigError(file: file, line: line, key: "", message: "YAML error: \(clean(problem))")
         case let .duplicatedKeysInMapping(duplicates, context):
-            let names = duplicates.map { "\"\(TextEscape.quoted($0))\"" }.joined(separator: ", ")
+            let names = duplicates.map { "\"\(TextEscape.message($0))\"" }.joined(separator: ", ")
             return ConfigError(file: file, line: context.mark.line, column: context.mark.column,
                                key: duplicates.first ?? "",
                                message: "duplicate key \(names) in the same mapping (first occurrence here)")

@@ -21,7 +21,7 @@ struct ConfigReader {
         switch node {
         case .scalar(let s):
             if isNull(node) { return "nothing" }
-            return "\"\(TextEscape.quoted(s.string))\""
+            return "\"\(TextEscape.message(s.string))\""
         case .mapping: return "a mapping"
         case .sequence: return "a list"
         case .alias: return "an alias"
@@ -112,7 +112,7 @@ struct ConfigReader {
     func duration(_ node: Node, _ key: String) throws(ConfigError) -> TimeSpan {
         let text = try scalar(node, key, expected: "a duration (\(ValueSyntax.durationUsage))")
         guard let d = ValueSyntax.duration(text) else {
-            throw error(node, key, "invalid duration \"\(TextEscape.quoted(text))\" (\(ValueSyntax.durationUsage))")
+            throw error(node, key, "invalid duration \"\(TextEscape.message(text))\" (\(ValueSyntax.durationUsage))")
         }
         return d
     }
@@ -122,7 +122,7 @@ struct ConfigReader {
         if Self.isOff(node) { return nil }
         let text = try scalar(node, key, expected: "a duration or off (\(ValueSyntax.durationOrOffUsage))")
         guard let d = ValueSyntax.duration(text) else {
-            throw error(node, key, "invalid duration \"\(TextEscape.quoted(text))\" (\(ValueSyntax.durationOrOffUsage))")
+            throw error(node, key, "invalid duration \"\(TextEscape.message(text))\" (\(ValueSyntax.durationOrOffUsage))")
         }
         return d
     }
@@ -130,7 +130,7 @@ struct ConfigReader {
     func size(_ node: Node, _ key: String, minimum: Int = 1) throws(ConfigError) -> Int {
         let text = try scalar(node, key, expected: "a size (\(ValueSyntax.sizeUsage))")
         guard let n = ValueSyntax.size(text) else {
-            throw error(node, key, "invalid size \"\(TextEscape.quoted(text))\" (\(ValueSyntax.sizeUsage))")
+            throw error(node, key, "invalid size \"\(TextEscape.message(text))\" (\(ValueSyntax.sizeUsage))")
         }
         guard n >= minimum else {
             throw error(node, key, "size \(text) is too small (at least \(ValueSyntax.sizeText(minimum)))")
@@ -141,7 +141,7 @@ struct ConfigReader {
     func integer(_ node: Node, _ key: String, range: ClosedRange<Int>) throws(ConfigError) -> Int {
         let text = try scalar(node, key, expected: "an integer")
         guard let n = ValueSyntax.decimal(Substring(text)) else {
-            throw error(node, key, "invalid integer \"\(TextEscape.quoted(text))\" (expected \(range.lowerBound) to \(range.upperBound))")
+            throw error(node, key, "invalid integer \"\(TextEscape.message(text))\" (expected \(range.lowerBound) to \(range.upperBound))")
         }
         guard range.contains(n) else {
             throw error(node, key, "\(n) is out of range (expected \(range.lowerBound) to \(range.upperBound))")
@@ -154,7 +154,7 @@ struct ConfigReader {
         switch text {
         case "true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON": return true
         case "false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF": return false
-        default: throw error(node, key, "invalid boolean \"\(TextEscape.quoted(text))\" (use true or false)")
+        default: throw error(node, key, "invalid boolean \"\(TextEscape.message(text))\" (use true or false)")
         }
     }
 
@@ -162,7 +162,7 @@ struct ConfigReader {
         let allowed = T.allCases.map(\.rawValue).joined(separator: ", ")
         let text = try scalar(node, key, expected: "one of \(allowed)")
         guard let v = T(rawValue: text) else {
-            throw error(node, key, "invalid \(what) \"\(TextEscape.quoted(text))\" (allowed: \(allowed))")
+            throw error(node, key, "invalid \(what) \"\(TextEscape.message(text))\" (allowed: \(allowed))")
         }
         return v
     }

@@ -51,28 +51,7 @@ extension Config {
 
     /// A YAML double-quoted scalar; everything outside printable ASCII and
     /// UTF-8 text is escaped.
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\0": out += "\\0"
-            default:
-                if u.value < 0x20 || u.value == 0x7F || (0x80...0x9F).contains(u.value)
-                    || u.value == 0x2028 || u.value == 0x2029 || u.value == 0xFEFF {
-                    let hex = String(u.value, radix: 16, uppercase: true)
-                    out += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { "\"" + TextEscape.yaml(s) + "\"" }
 
     /// For the header comment line: no line breaks.
     static func commentSafe(_ s: String) -> String {

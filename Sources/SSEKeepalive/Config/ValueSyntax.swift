@@ -63,7 +63,7 @@ public enum ValueSyntax {
     public static func address(_ s: String, allowUnix: Bool) -> Result<SocketAddressSpec, AddressProblem> {
         let usage = allowUnix ? "use host:port, [v6]:port or unix:/path" : "use host:port or [v6]:port"
         func bad(_ why: String? = nil) -> Result<SocketAddressSpec, AddressProblem> {
-            .failure(AddressProblem(text: "invalid address \"\(TextEscape.quoted(s))\" (\(why.map { $0 + "; " } ?? "")\(usage))"))
+            .failure(AddressProblem(text: "invalid address \"\(TextEscape.message(s))\" (\(why.map { $0 + "; " } ?? "")\(usage))"))
         }
         if s.hasPrefix("unix:") {
             guard allowUnix else { return bad("unix sockets are not allowed here") }
@@ -81,18 +81,18 @@ public enum ValueSyntax {
             let rest = s[s.index(after: close)...]
             guard rest.hasPrefix(":") else { return bad("missing port") }
             portText = rest.dropFirst()
-            guard isIPv6(host) else { return bad("\"\(TextEscape.quoted(String(host)))\" is not an IPv6 address") }
+            guard isIPv6(host) else { return bad("\"\(TextEscape.message(String(host)))\" is not an IPv6 address") }
         } else {
             guard let colon = s.lastIndex(of: ":") else { return bad("missing port") }
             host = s[..<colon]
             portText = s[s.index(after: colon)...]
             if host.contains(":") { return bad("IPv6 addresses go in brackets") }
             guard !host.isEmpty else { return bad("missing host") }
-            guard isHostname(host) else { return bad("\"\(TextEscape.quoted(String(host)))\" is not a host name or IPv4 address") }
+            guard isHostname(host) else { return bad("\"\(TextEscape.message(String(host)))\" is not a host name or IPv4 address") }
         }
         guard let port = decimal(portText) else { return bad("the port must be a number") }
         guard port >= 1 && port <= 65535 else {
-            return .failure(AddressProblem(text: "invalid address \"\(TextEscape.quoted(s))\": port \(port) is out of range 1-65535"))
+            return .failure(AddressProblem(text: "invalid address \"\(TextEscape.message(s))\": port \(port) is out of range 1-65535"))
         }
         return .success(.inet(host: String(host), port: UInt16(port)))
     }

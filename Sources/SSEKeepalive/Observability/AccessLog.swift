@@ -57,8 +57,8 @@ public struct AccessLogEntry: Equatable, Sendable {
     public func line(format: LogFormat) -> String {
         switch format {
         case .text:
-            return "access \(Self.escaped(client)) \"\(Self.escaped(method)) \(Self.escaped(target))\" \(status) \(bytesSent)B \(durationMs)ms"
-                + " route=\(Self.escaped(route)) heartbeats=\(heartbeats) end=\(ending.rawValue)"
+            return "access \(TextEscape.logField(client)) \"\(TextEscape.logField(method)) \(TextEscape.logField(target))\" \(status) \(bytesSent)B \(durationMs)ms"
+                + " route=\(TextEscape.logField(route)) heartbeats=\(heartbeats) end=\(ending.rawValue)"
         case .json:
             var out = "{\"client\":"
             JSON.appendString(client, to: &out)
@@ -100,19 +100,5 @@ public struct AccessLogEntry: Equatable, Sendable {
         case .text: logger.info("\(line(format: .text))")
         case .json: logger.info("access", metadata: metadata)
         }
-    }
-
-    static func escaped(_ s: String) -> String {
-        guard s.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0x22 || $0 == 0x5C }) else { return s }
-        var out = [UInt8]()
-        let hex = Array("0123456789abcdef".utf8)
-        for b in s.utf8 {
-            switch b {
-            case 0x22, 0x5C: out += [0x5C, b]
-            case 0..<0x20, 0x7F: out += [0x5C, UInt8(ascii: "x"), hex[Int(b >> 4)], hex[Int(b & 0xF)]]
-            default: out.append(b)
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -1,4 +1,4 @@
-/// The proxy's own responses: short plain-text pages a user can read (SPEC 1.7).
+/// The proxy's own responses: short plain-text pages a user can read (docs/behaviour.md, "Errors").
 public enum ErrorPage {
     public static func reason(_ status: Int) -> String {
         switch status {

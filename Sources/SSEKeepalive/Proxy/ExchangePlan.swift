@@ -19,7 +19,7 @@ public struct RequestPlan: Equatable, Sendable {
     /// does not open tunnels to arbitrary hosts.
     public static let refusedMethods: Set<String> = ["CONNECT"]
 
-    /// `token`: the route's query-token settings, if it has them (SPEC 1.5).
+    /// `token`: the route's query-token settings, if it has them (docs/behaviour.md, "Query token").
     /// `allowUnderscoreHeaders`: forward field names containing `_` (dropped by
     /// default: CGI-style servers read `X_Foo` and `X-Foo` as the same variable).
     public static func make(
@@ -82,7 +82,7 @@ public struct ResponsePlan: Equatable, Sendable {
     /// becomes chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0.
     public var clientFraming: BodyFraming
     public var isEventStream: Bool
-    /// The head gets the event-stream header policy (SPEC 1.4): event streams,
+    /// The head gets the event-stream header policy (docs/behaviour.md, "Headers"): event streams,
     /// and the answer to a `HEAD` whose `GET` would be one, so both heads agree.
     public var eventStreamHeaders = false
     /// An event stream whose payload is content-coded: forwarded untouched, no heartbeats.

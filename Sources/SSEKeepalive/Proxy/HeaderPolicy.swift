@@ -1,4 +1,4 @@
-/// Which headers cross the proxy, in each direction (SPEC 1.1 and 1.4).
+/// Which headers cross the proxy, in each direction (docs/behaviour.md, "Headers").
 public enum HeaderPolicy {
     /// Hop-by-hop fields of RFC 9110 section 7.6.1 (plus the legacy Proxy-Connection).
     static let hopByHop: Set<String> = [
@@ -59,7 +59,7 @@ public enum HeaderPolicy {
             headers.add("Host", "localhost")
         }
         if let upgrade {
-            // The one hop-by-hop pair that crosses: a tunnel request (SPEC 1.1).
+            // The one hop-by-hop pair that crosses: a tunnel request (docs/behaviour.md, "Headers").
             headers.add("Upgrade", upgrade)
             headers.add("Connection", "upgrade")
         }

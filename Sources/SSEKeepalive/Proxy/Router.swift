@@ -1,4 +1,4 @@
-// Picks the route for a request path (SPEC section 3, `routes`).
+// Picks the route for a request path (docs/configuration.md, "Routes").
 
 /// Routes in file order plus the fallback. Matching is segment-aware prefix
 /// matching, case-sensitive, on the normalised path (`RequestTarget`: no

@@ -21,7 +21,7 @@ public enum TokenRewriteError: Error, Equatable, Sendable, CustomStringConvertib
     }
 }
 
-/// SPEC 1.5: the query token moves into a request header.
+/// The query token moves into a request header (docs/behaviour.md, "Query token").
 public enum TokenRewrite {
     /// The request to send upstream for a route with `token` configured.
     ///

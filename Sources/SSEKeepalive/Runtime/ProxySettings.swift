@@ -22,7 +22,7 @@ final class ProxySettings: @unchecked Sendable {
 
     let config: Config
     let router: Router
-    /// Hides every configured token parameter in logged URLs (SPEC 1.5).
+    /// Hides every configured token parameter in logged URLs (docs/behaviour.md, "Query token").
     let redactor: Redactor
     private let routesByPath: [String: Route]
     let fallback: Route
@@ -40,12 +40,12 @@ final class ProxySettings: @unchecked Sendable {
         }
         var routes: [String: Route] = [:]
         for route in config.routes {
-            routes[route.path] = Route(config: route, name: route.name, upstream: try address(route.upstream ?? config.upstream))
+            routes[route.path] = Route(config: route, name: route.name, upstream: try address(router.upstream(for: route)))
         }
         self.routesByPath = routes
         let fallbackConfig = router.fallback
         self.fallback = Route(config: fallbackConfig, name: fallbackConfig.name,
-                              upstream: try address(fallbackConfig.upstream ?? config.upstream))
+                              upstream: try address(router.upstream(for: fallbackConfig)))
     }
 
     func route(for path: Substring) -> Route {

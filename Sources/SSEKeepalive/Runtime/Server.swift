@@ -17,12 +17,11 @@ public final class Server: @unchecked Sendable {
     private var workers: [Worker] = []
     private var listening: Set<SocketAddressSpec> = []
     private var admin: AdminServer?
-    private var draining = false
+    private var shutdown = ShutdownStage.running
     private let stoppedWorkers = Mutex(0)
     private var events: [OpaquePointer] = []
     private var workerStoppedEvent: OpaquePointer?
     private var shutdownTimer: OpaquePointer?
-    private var shutdownStage = 0
     /// READY/RELOADING/STOPPING/WATCHDOG for systemd; idle without NOTIFY_SOCKET.
     private var notifier: SystemdNotifier?
 
@@ -127,9 +126,9 @@ public final class Server: @unchecked Sendable {
         }
     }
 
-    /// SIGHUP: re-read the file; a bad file changes nothing (SPEC 2).
+    /// SIGHUP: re-read the file; a bad file changes nothing (docs/configuration.md, "Reloading").
     private func reload() {
-        guard !draining else { return }
+        guard shutdown == .running else { return }
         notifier?.reloadBegins()
         var rejection: String?
         defer { notifier?.reloadEnds(rejected: rejection) }
@@ -172,11 +171,11 @@ public final class Server: @unchecked Sendable {
 
     /// SIGTERM/SIGINT: stop accepting, let requests finish, end streams after the grace; a second signal exits at once.
     private func beginShutdown(signal number: Int32) {
-        if draining {
+        if shutdown != .running {
             logger.notice("second signal: exiting now")
             exit(128 + number)
         }
-        draining = true
+        shutdown = .draining
         notifier?.drainBegins()
         logger.notice("signal \(number): draining; event streams end in \(config.shutdownGrace)")
         for worker in workers { worker.send(.drain) }
@@ -184,12 +183,15 @@ public final class Server: @unchecked Sendable {
     }
 
     fileprivate func shutdownTimerFired() {
-        shutdownStage += 1
-        if shutdownStage == 1 {
+        switch shutdown {
+        case .running:
+            break
+        case .draining:
+            shutdown = .endingStreams
             for worker in workers { worker.send(.endStreams) }
             // Clients that do not read their last bytes get a few seconds, not forever.
             armShutdownTimer(.seconds(5))
-        } else {
+        case .endingStreams:
             logger.warning("workers did not finish in time; exiting")
             event_base_loopbreak(control)
         }
@@ -213,7 +215,7 @@ public final class Server: @unchecked Sendable {
 
     // MARK: Admin
 
-    var isDraining: Bool { draining }
+    var isDraining: Bool { shutdown != .running }
 
     /// Sums every worker's counters (each copies its own on its own thread).
     func collectMetrics() -> (MetricsSnapshot, workers: Int) {
@@ -263,4 +265,14 @@ private func libeventLogCallback(_ severity: Int32, _ message: UnsafePointer<CCh
     case EVENT_LOG_WARN: libeventLogger.warning("libevent: \(text)")
     default: libeventLogger.error("libevent: \(text)")
     }
+}
+
+/// Where a SIGTERM/SIGINT shutdown stands; the shutdown timer moves it on.
+private enum ShutdownStage {
+    case running
+    /// Not accepting; in-flight requests finish; event streams run until `shutdown.grace`.
+    case draining
+    /// Grace is over: event streams were told to end; a last few seconds for
+    /// clients to read their final bytes, then exit regardless.
+    case endingStreams
 }

@@ -30,7 +30,7 @@ struct SSEStreamSimulator {
         heartbeatRanges.append(output.count..<(output.count + bytes.count))
         heartbeatForms.append(form)
         output += bytes
-        cursor.didWrite(form, of: heartbeat)
+        cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
         if !sawPayload { heartbeatBeforePayload = true }
         return form
     }
