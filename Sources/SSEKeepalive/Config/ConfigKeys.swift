@@ -251,10 +251,10 @@ enum ConfigKeys {
         do {
             normal = try RequestTarget.normalisePath(Array(path.utf8)[...])
         } catch {
-            return "invalid route path \"\(TextEscape.quoted(path))\" (\(error); no request could match it)"
+            return "invalid route path \"\(TextEscape.message(path))\" (\(error); no request could match it)"
         }
         if normal != path {
-            return "route path \"\(TextEscape.quoted(path))\" is not in normal form: requests are routed on \"\(TextEscape.quoted(normal))\""
+            return "route path \"\(TextEscape.message(path))\" is not in normal form: requests are routed on \"\(TextEscape.message(normal))\""
         }
         return nil
     }
