@@ -39,6 +39,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Log level: \(LogLevelName.allCases.map(\.rawValue).joined(separator: "|")).")
     var logLevel: String?
 
+    @Flag(name: .long, help: "Reload when the config file changes, as on SIGHUP (also: reload.watch in the file).")
+    var watch = false
+
     func run() throws {
         var config = try options.load()
         var override: LogLevelName?
@@ -56,7 +59,8 @@ struct Run: ParsableCommand {
         defer { LogSink.shared.flush() }
         let logger = Logger(label: "sse-keepalive")
         do {
-            let server = try Server(config: config, configPath: options.config, logLevelOverride: override, logger: logger)
+            let server = try Server(config: config, configPath: options.config, logLevelOverride: override,
+                                    watch: watch, logger: logger)
             let status = server.run()
             throw ExitCode(status)
         } catch let error as ServerError {

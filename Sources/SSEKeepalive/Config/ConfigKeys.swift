@@ -32,6 +32,7 @@ enum ConfigKeys {
                 .section("timeouts", keys: timeoutKeys),
                 .section("limits", keys: limitKeys),
                 .section("shutdown", keys: [.duration("grace", \.shutdownGrace)]),
+                .section("reload", keys: [.bool("watch", \.reloadWatch)]),
                 admin,
                 routes,
             ]
