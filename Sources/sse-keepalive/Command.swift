@@ -39,6 +39,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Log level: \(LogLevelName.allCases.map(\.rawValue).joined(separator: "|")).")
     var logLevel: String?
 
+    @Flag(name: .long, help: "Reload when the config file changes, as on SIGHUP (also: reload.watch in the file).")
+    var watch = false
+
     func run() throws {
         var config = try options.load()
         var override: LogLevelName?
@@ -56,7 +59,8 @@ struct Run: ParsableCommand {
         defer { LogSink.shared.flush() }
         let logger = Logger(label: "sse-keepalive")
         do {
-            let server = try Server(config: config, configPath: options.config, logLevelOverride: override, logger: logger)
+            let server = try Server(config: config, configPath: options.config, logLevelOverride: override,
+                                    watch: watch, logger: logger)
             let status = server.run()
             throw ExitCode(status)
         } catch let error as ServerError {
@@ -109,6 +113,10 @@ struct Probe: ParsableCommand {
     @Option(name: .customLong("last-event-id"), help: "Send Last-Event-ID, as a reconnecting EventSource does.")
     var lastEventID: String?
 
+    @Flag(name: .customLong("through-sidecar"),
+          help: "The URL is a sidecar's diagnostic route: ask for the silences that fit in --duration.")
+    var throughSidecar = false
+
     @Flag(name: .long, help: "Print one JSON object instead of the text report.")
     var json = false
 
@@ -119,7 +127,8 @@ struct Probe: ParsableCommand {
         let options: ProbeOptions
         do {
             options = try ProbeOptions.parse(url: url, headers: headers, duration: duration, lastEventID: lastEventID,
-                                             cacert: cacert, insecure: insecure, connectTo: connectTo)
+                                             cacert: cacert, insecure: insecure, connectTo: connectTo,
+                                             throughSidecar: throughSidecar)
         } catch {
             FileHandleStderr.write("sse-keepalive probe: \(error)\n")
             throw ExitCode(1)

@@ -24,9 +24,15 @@ public final class Server: @unchecked Sendable {
     private var shutdownTimer: OpaquePointer?
     /// READY/RELOADING/STOPPING/WATCHDOG for systemd; idle without NOTIFY_SOCKET.
     private var notifier: SystemdNotifier?
+    /// `--watch`: watch the file whatever `reload.watch` says.
+    private let watchOverride: Bool
+    private var watcher: ConfigWatcher?
+    /// A watcher switched off by a reload; kept until the next one (it may be the caller).
+    private var retiredWatcher: ConfigWatcher?
 
     /// Opens every listener (failing fast on a port in use) but serves nothing until `run()`.
-    public init(config: Config, configPath: String?, logLevelOverride: LogLevelName?, logger: Logger) throws(ServerError) {
+    public init(config: Config, configPath: String?, logLevelOverride: LogLevelName?, watch: Bool = false,
+                logger: Logger) throws(ServerError) {
         sse_ignore_sigpipe()
         evthread_use_pthreads()
         // libevent's own messages go through our log handler, with a level.
@@ -35,6 +41,7 @@ public final class Server: @unchecked Sendable {
         self.control = control
         self.config = config
         self.configPath = configPath
+        self.watchOverride = watch
         self.logLevelOverride = logLevelOverride
         self.logger = logger
 
@@ -60,6 +67,8 @@ public final class Server: @unchecked Sendable {
                 self.workerStopped()
             })
         }
+        // Watching before "listening on": a change right after start is not missed.
+        try updateWatcher()
         try listen(on: config.listen)
         if let adminAddress = config.adminListen {
             admin = try AdminServer(base: control, address: Self.resolve(adminAddress), server: self)
@@ -74,6 +83,8 @@ public final class Server: @unchecked Sendable {
         if let shutdownTimer { event_free(shutdownTimer) }
         admin = nil
         notifier = nil
+        watcher = nil
+        retiredWatcher = nil
         event_base_free(control)
     }
 
@@ -167,6 +178,26 @@ public final class Server: @unchecked Sendable {
         logger.logLevel = level
         config = newConfig
         logger.notice("configuration reloaded from \(newConfig.sourceFile ?? "built-in defaults")")
+        do { try updateWatcher() } catch { logger.error("\(error)") }
+    }
+
+    /// Starts or stops the file watch as `--watch` and `reload.watch` say.
+    private func updateWatcher() throws(ServerError) {
+        guard watchOverride || config.reloadWatch else {
+            if let watcher {
+                watcher.stop()
+                retiredWatcher = watcher
+                self.watcher = nil
+                logger.info("no longer watching the config file")
+            }
+            return
+        }
+        guard watcher == nil else { return }
+        guard let path = config.sourceFile else {
+            throw ServerError("--watch needs a config file: \(ConfigLoader.defaultPath) does not exist here; name one with --config")
+        }
+        retiredWatcher = nil
+        watcher = try ConfigWatcher(path: path, base: control, logger: logger) { [unowned self] in self.reload() }
     }
 
     /// SIGTERM/SIGINT: stop accepting, let requests finish, end streams after the grace; a second signal exits at once.
