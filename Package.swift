@@ -14,17 +14,32 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
     ],
     targets: [
-        // libevent, imported through pkg-config; the only C dependency.
+        // libevent, imported through pkg-config: the proxy's event loop.
         .systemLibrary(
             name: "CLibevent",
             pkgConfig: "libevent_core",
             providers: [.apt(["libevent-dev"])]
         ),
-        // All logic. Only Runtime/ imports CLibevent.
+        // OpenSSL (libssl, libcrypto): the probe's https client.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // zlib: the probe decodes gzip/deflate streams to count their events.
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        // All logic. Only Runtime/ imports CLibevent; only Probe/ProbeTLS.swift
+        // and Probe/ProbeInflate.swift import COpenSSL and CZlib.
         .target(
             name: "SSEKeepalive",
             dependencies: [
                 "CLibevent",
+                "COpenSSL",
+                "CZlib",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]

@@ -39,6 +39,9 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Log level: \(LogLevelName.allCases.map(\.rawValue).joined(separator: "|")).")
     var logLevel: String?
 
+    @Flag(name: .long, help: "Reload when the config file changes, as on SIGHUP (also: reload.watch in the file).")
+    var watch = false
+
     func run() throws {
         var config = try options.load()
         var override: LogLevelName?
@@ -56,7 +59,8 @@ struct Run: ParsableCommand {
         defer { LogSink.shared.flush() }
         let logger = Logger(label: "sse-keepalive")
         do {
-            let server = try Server(config: config, configPath: options.config, logLevelOverride: override, logger: logger)
+            let server = try Server(config: config, configPath: options.config, logLevelOverride: override,
+                                    watch: watch, logger: logger)
             let status = server.run()
             throw ExitCode(status)
         } catch let error as ServerError {
@@ -81,14 +85,24 @@ struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Connect to an event stream like a browser's EventSource and report what the path does to it.",
         discussion: """
-            Reports the response head, a timeline of events and comments, idle timeouts and \
-            buffering on the path, and the heartbeat interval to configure. Exit status 0 when \
-            the stream stayed healthy for the whole --duration, 1 otherwise. http:// only.
+            Reports the response head, a timeline of events and comments, idle timeouts, \
+            buffering, compression and intermediaries on the path, and the heartbeat interval to \
+            configure. Exit status 0 when the stream stayed healthy for the whole --duration, \
+            1 otherwise. http:// and https:// (system CA store unless --cacert or --insecure).
             """
     )
 
-    @Argument(help: "The stream's http:// URL.")
+    @Argument(help: "The stream's http:// or https:// URL.")
     var url: String
+
+    @Option(name: .long, help: "https: trust the CA certificates in this PEM file instead of the system store.")
+    var cacert: String?
+
+    @Flag(name: .long, help: "https: do not check the server's certificate.")
+    var insecure = false
+
+    @Option(name: .customLong("connect-to"), help: "HOST:PORT:ADDR:PORT: connect to ADDR:PORT for HOST:PORT, as curl does (repeatable).")
+    var connectTo: [String] = []
 
     @Option(name: .customLong("header"), help: "Extra request header Name:value (repeatable).")
     var headers: [String] = []
@@ -99,6 +113,10 @@ struct Probe: ParsableCommand {
     @Option(name: .customLong("last-event-id"), help: "Send Last-Event-ID, as a reconnecting EventSource does.")
     var lastEventID: String?
 
+    @Flag(name: .customLong("through-sidecar"),
+          help: "The URL is a sidecar's diagnostic route: ask for the silences that fit in --duration.")
+    var throughSidecar = false
+
     @Flag(name: .long, help: "Print one JSON object instead of the text report.")
     var json = false
 
@@ -108,7 +126,9 @@ struct Probe: ParsableCommand {
     func run() throws {
         let options: ProbeOptions
         do {
-            options = try ProbeOptions.parse(url: url, headers: headers, duration: duration, lastEventID: lastEventID)
+            options = try ProbeOptions.parse(url: url, headers: headers, duration: duration, lastEventID: lastEventID,
+                                             cacert: cacert, insecure: insecure, connectTo: connectTo,
+                                             throughSidecar: throughSidecar)
         } catch {
             FileHandleStderr.write("sse-keepalive probe: \(error)\n")
             throw ExitCode(1)

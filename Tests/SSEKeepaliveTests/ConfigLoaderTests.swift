@@ -3,7 +3,7 @@ import Foundation
 import Yams
 @testable import SSEKeepalive
 
-/// The example of SPEC section 3, verbatim.
+/// A complete config: every top-level key at its default, and three routes (as in docs/configuration.md).
 let specExampleYAML = """
 listen: "127.0.0.1:8080"          # host:port, [v6]:port, or a list of them
 upstream: "127.0.0.1:3000"        # host:port or unix:/path/to.sock
@@ -67,7 +67,7 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(e.file, "bad.yaml", file: file, line: sourceLine)
     }
 
-    // MARK: The SPEC example
+    // MARK: The documented example
 
     func testSpecExample() throws {
         let c = try parse(specExampleYAML, file: "/etc/sse.yaml")
@@ -286,6 +286,10 @@ final class ConfigLoaderTests: XCTestCase {
             ("routes:\n  - path: events\n", "routes[0].path", 2, "must start with \"/\""),
             ("routes:\n  - path: \"/a b\"\n", "routes[0].path", 2, "no spaces"),
             ("routes:\n  - path: /ü\n", "routes[0].path", 2, "percent-encode non-ASCII"),
+            ("routes:\n  - path: /%74ok\n", "routes[0].path", 2, "route path \"/%74ok\" is not in normal form: requests are routed on \"/tok\""),
+            ("routes:\n  - path: //a/./b\n", "routes[0].path", 2, "requests are routed on \"/a/b\""),
+            ("routes:\n  - path: /a/%2Fb\n", "routes[0].path", 2, "in the path; no request could match it"),
+            ("routes:\n  - path: /../a\n", "routes[0].path", 2, "no request could match it"),
             ("routes:\n  - path: /a\n  - path: /b\n  - path: /a\n", "routes[2].path", 4, "duplicate route path \"/a\" (already used by routes[0])"),
             ("routes:\n  - path: /a\n    token: {query: \"my token\"}\n", "routes[0].token.query", 3, "invalid query parameter name \"my token\""),
             ("routes:\n  - path: /a\n    token: {query: \"\"}\n", "routes[0].token.query", 3, "invalid query parameter name \"\""),
@@ -437,6 +441,15 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(c.routes[1].token, TokenSettings(query: "token", header: "Authorization", scheme: ""))
         XCTAssertEqual(c.routes[2].token, TokenSettings(query: "a-b.c_d~e", header: "X-Auth-Token", scheme: "Token"))
         XCTAssertNil(c.routes[3].token)
+    }
+
+    func testTokenHeaderCannotBeHopByHopOrFraming() {
+        for name in ["Connection", "keep-alive", "Proxy-Connection", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
+                     "Host", "Content-Length", "content-type"] {
+            assertError("routes:\n  - path: /a\n    token: {header: \(name)}\n", key: "routes[0].token.header", line: 3,
+                        contains: "cannot carry a token")
+        }
+        XCTAssertEqual(try? parse("routes:\n  - path: /a\n    token: {header: X-Upgrade}\n").routes[0].token?.header, "X-Upgrade")
     }
 
     // MARK: Durations and sizes

@@ -179,9 +179,9 @@ final class MetricsExpositionTests: XCTestCase {
     }
 
     func testHelpEscaping() {
-        XCTAssertEqual(PrometheusWriter.escapeHelp("a\\b\nc\"d"), "a\\\\b\\nc\"d")
-        XCTAssertEqual(PrometheusWriter.escapeLabelValue("a\\b\nc\"d"), "a\\\\b\\nc\\\"d")
-        XCTAssertEqual(PrometheusWriter.escapeLabelValue("/plain"), "/plain")
+        XCTAssertEqual(TextEscape.prometheusHelp("a\\b\nc\"d"), "a\\\\b\\nc\"d")
+        XCTAssertEqual(TextEscape.prometheusLabel("a\\b\nc\"d"), "a\\\\b\\nc\\\"d")
+        XCTAssertEqual(TextEscape.prometheusLabel("/plain"), "/plain")
     }
 
     func testParserRejectsMalformedExposition() {

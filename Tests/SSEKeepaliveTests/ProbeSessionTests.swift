@@ -101,12 +101,22 @@ final class ProbeSessionTests: XCTestCase {
         XCTAssertEqual(s.record.eventCount, 1)
     }
 
-    func testContentEncodedPayloadIsCountedNotParsed() {
+    func testUndecodablePayloadIsCountedNotParsed() {
         var s = session()
-        s.receive(Array("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n\r\n".utf8) + [0x1F, 0x8B, 8, 0, 0x0A, 0x0A], at: 1)
+        s.receive(Array("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: br\r\n\r\n".utf8) + [0x1F, 0x8B, 8, 0, 0x0A, 0x0A], at: 1)
         XCTAssertEqual(s.record.head?.isContentEncoded, true)
         XCTAssertFalse(s.record.payloadParsed)
+        XCTAssertNil(s.record.decodedCoding)
         XCTAssertEqual(s.record.payloadBytes, 6)
+        XCTAssertEqual(s.record.messages, [])
+        XCTAssertNil(s.record.end)
+    }
+
+    func testCorruptGzipIsReportedNotParsed() {
+        var s = session()
+        s.receive(Array("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n\r\ndata: plain\n\n".utf8), at: 1)
+        XCTAssertEqual(s.record.decodedCoding, "gzip")
+        XCTAssertNotNil(s.record.decodeError)
         XCTAssertEqual(s.record.messages, [])
         XCTAssertNil(s.record.end)
     }

@@ -29,10 +29,8 @@ final class ProbeURLTests: XCTestCase {
         }
 
         let bad: [(String, String)] = [
-            ("https://example.com/events", ProbeURL.httpsMessage),
-            ("HTTPS://example.com/events", ProbeURL.httpsMessage),
             ("example.com/events", "has no scheme"),
-            ("ws://example.com/events", "unsupported scheme \"ws\""),
+            ("ws://example.com/events", "unsupported scheme \"ws\": probe speaks http:// and https://"),
             ("http:///events", "no host"),
             ("http://:8080/events", "no host"),
             ("http://h:/x", "invalid port \"\""),
@@ -51,9 +49,51 @@ final class ProbeURLTests: XCTestCase {
                 XCTAssertTrue(message.contains(expected), "\(text): \(message)")
             }
         }
-        // The https message is the one the contract names, word for word.
-        XCTAssertEqual(ProbeURL.httpsMessage,
-                       "https is not supported by probe; point it at the plain-HTTP side or use a local port-forward")
+    }
+
+    func testHTTPSURLs() throws {
+        let table: [(String, String, UInt16, String, String, Bool)] = [
+            ("https://example.com/events", "example.com", 443, "https://example.com/events", "example.com", false),
+            ("HTTPS://example.com:8443/e?x=1", "example.com", 8443, "https://example.com:8443/e?x=1", "example.com:8443", false),
+            ("https://127.0.0.1/e", "127.0.0.1", 443, "https://127.0.0.1/e", "127.0.0.1", true),
+            ("https://[::1]:443/e", "::1", 443, "https://[::1]/e", "[::1]", true),
+            ("http://example.com:443/e", "example.com", 443, "http://example.com:443/e", "example.com:443", false),
+        ]
+        for (text, host, port, description, hostHeader, isAddress) in table {
+            let url = try ProbeURL.parse(text)
+            XCTAssertEqual(url.host, host, text)
+            XCTAssertEqual(url.port, port, text)
+            XCTAssertEqual(url.description, description, text)
+            XCTAssertEqual(url.hostHeader, hostHeader, text)
+            XCTAssertEqual(url.hostIsAddress, isAddress, text)
+            XCTAssertEqual(url.isTLS, text.lowercased().hasPrefix("https"), text)
+        }
+    }
+
+    func testConnectTo() throws {
+        let rule = try ProbeConnectTo.parse("example.com:443:127.0.0.1:8443")
+        XCTAssertEqual(rule, ProbeConnectTo(host: "example.com", port: 443, toHost: "127.0.0.1", toPort: 8443))
+        XCTAssertEqual(try ProbeConnectTo.parse("::[::1]:"), ProbeConnectTo(host: nil, port: nil, toHost: "::1", toPort: nil))
+        let url = try ProbeURL.parse("https://Example.com/e")
+        let other = try ProbeURL.parse("https://other.org/e")
+        let table: [([ProbeConnectTo], ProbeURL, String, UInt16)] = [
+            ([rule], url, "127.0.0.1", 8443),
+            ([rule], other, "other.org", 443),
+            ([try ProbeConnectTo.parse("example.com:80:127.0.0.1:1")], url, "Example.com", 443),
+            ([try ProbeConnectTo.parse("::10.0.0.1:")], other, "10.0.0.1", 443),
+            ([try ProbeConnectTo.parse("other.org::h:1"), rule], url, "127.0.0.1", 8443),
+            ([], url, "Example.com", 443),
+        ]
+        for (rules, url, host, port) in table {
+            let target = ProbeConnectTo.target(for: url, rules: rules)
+            XCTAssertEqual(target.host, host, "\(url) \(rules)")
+            XCTAssertEqual(target.port, port, "\(url) \(rules)")
+        }
+        for bad in ["example.com:443:127.0.0.1", "a:b:c:d", "h:443:bad host:1", "h:99999:h:1", "", "h:1:[zz]:1"] {
+            XCTAssertThrowsError(try ProbeConnectTo.parse(bad), bad) { error in
+                XCTAssertTrue("\(error)".contains("HOST:PORT:ADDR:PORT"), "\(error)")
+            }
+        }
     }
 
     func testHeaderArguments() throws {
@@ -118,8 +158,19 @@ final class ProbeURLTests: XCTestCase {
             }
         }
         XCTAssertThrowsError(try ProbeOptions.parse(url: "http://h/e", lastEventID: "a\nb"))
-        XCTAssertThrowsError(try ProbeOptions.parse(url: "https://h/e")) { error in
-            XCTAssertEqual("\(error)", ProbeURL.httpsMessage)
+        let tls = try ProbeOptions.parse(url: "https://h/e", cacert: "/ca.pem", connectTo: ["h:443:127.0.0.1:1"])
+        XCTAssertEqual(tls.cacert, "/ca.pem")
+        XCTAssertFalse(tls.insecure)
+        XCTAssertEqual(tls.connectTo.count, 1)
+        XCTAssertTrue(try ProbeOptions.parse(url: "https://h/e", insecure: true).insecure)
+        let misuse: [(() throws -> ProbeOptions, String)] = [
+            ({ try ProbeOptions.parse(url: "http://h/e", cacert: "/ca.pem") }, "--cacert applies to https:// URLs only"),
+            ({ try ProbeOptions.parse(url: "http://h/e", insecure: true) }, "--insecure applies to https:// URLs only"),
+            ({ try ProbeOptions.parse(url: "https://h/e", cacert: "/c", insecure: true) }, "contradict"),
+            ({ try ProbeOptions.parse(url: "https://h/e", connectTo: ["nope"]) }, "--connect-to"),
+        ]
+        for (parse, expected) in misuse {
+            XCTAssertThrowsError(try parse()) { error in XCTAssertTrue("\(error)".contains(expected), "\(error)") }
         }
     }
 }

@@ -1,7 +1,7 @@
 import XCTest
 @testable import SSEKeepalive
 
-/// The proxy's own error responses (SPEC 1.7).
+/// The proxy's own error responses (docs/behaviour.md, "Errors").
 final class ProxyErrorPageTests: XCTestCase {
     func testStatusForParseErrors() {
         XCTAssertEqual(ErrorPage.status(for: .malformed("bare CR")), 400)

@@ -1,7 +1,7 @@
 import XCTest
 @testable import SSEKeepalive
 
-/// HeaderPolicy: which fields cross the proxy, in each direction (SPEC 1.1, 1.4).
+/// HeaderPolicy: which fields cross the proxy, in each direction (docs/behaviour.md, "Headers").
 final class ProxyHeaderPolicyTests: XCTestCase {
     private static let hopByHopNames = [
         "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
@@ -204,10 +204,10 @@ final class ProxyHeaderPolicyTests: XCTestCase {
         XCTAssertEqual(out.headers.values("Accept"), ["text/html", "text/event-stream"])
     }
 
-    // MARK: - Upgrade tunnels (SPEC 1.1: the Upgrade/Connection: upgrade pair is forwarded)
+    // MARK: - Upgrade tunnels (the Upgrade/Connection: upgrade pair is forwarded)
 
-    /// SPEC 1.1: "Hop-by-hop request headers are not forwarded upstream, except the
-    /// `Upgrade`/`Connection: upgrade` pair of a tunnel." A WebSocket handshake must
+    /// docs/behaviour.md, "Headers": hop-by-hop request headers are removed, except
+    /// the `Upgrade`/`Connection: upgrade` pair of a tunnel request. A WebSocket handshake must
     /// reach the upstream with both fields, and without `Connection: close`.
     func testUpgradeRequestKeepsUpgradeConnectionPair() throws {
         let request = proxyRequest([

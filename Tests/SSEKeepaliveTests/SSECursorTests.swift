@@ -249,7 +249,7 @@ final class SSECursorTests: XCTestCase {
                 for form in [HeartbeatForm.boundary, .line] {
                     for p in allPositions {
                         var a = SSECursor(position: p)
-                        a.didWrite(form, of: hb)
+                        a.didWriteHeartbeat(form, blankLine: hb.blankLine)
                         var b = SSECursor(position: p)
                         b.advance(hb.bytes(form))
                         XCTAssertEqual(a, b, "\(comment) \(blankLine) \(form) \(p)")

@@ -1,4 +1,4 @@
-"""SPEC 4: a client that stops reading does not make the proxy buffer the
+"""docs/behaviour.md, "Slow clients and limits": a client that stops reading does not make the proxy buffer the
 upstream without bound."""
 import threading
 import time

@@ -1,4 +1,4 @@
-"""SPEC 2 and 3: command line, config validation, effective config, signals."""
+"""docs/configuration.md and docs/behaviour.md "Reload and shutdown": command line, config validation, effective config, signals."""
 import os
 import re
 import signal

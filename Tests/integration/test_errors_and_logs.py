@@ -1,4 +1,4 @@
-"""SPEC 1.6 and 1.7: quiet disconnects, readable errors, no crash on bad input."""
+"""docs/behaviour.md, "Logs" and "Errors": quiet disconnects, readable errors, no crash on bad input."""
 import time
 
 import pytest

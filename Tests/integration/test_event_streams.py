@@ -1,4 +1,4 @@
-"""SPEC 1.2-1.4: event streams are forwarded byte for byte, with heartbeats
+"""docs/behaviour.md, "Event streams", "Heartbeats", "Headers": event streams are forwarded byte for byte, with heartbeats
 only at safe points of idle streams, and with a no-buffering header policy.
 
 Heartbeat interval I is a few hundred ms; idle gaps that must produce a
@@ -31,7 +31,7 @@ with open(os.path.join(os.path.dirname(__file__), "data", "wpt-eventsource-corpu
 
 
 def check_stream(client: bytes, upstream: bytes, comment="heartbeat", blank_line=True) -> sse.Alignment:
-    """The three views of SPEC 1.2/1.3 on one stream: strict alignment,
+    """The three views of docs/behaviour.md ("Event streams", "Heartbeats") on one stream: strict alignment,
     heartbeats stripped == upstream bytes, and the same parsed events."""
     a = sse.align(client, upstream, comment, blank_line)
     assert a.ok, sse.describe(client, upstream, a)

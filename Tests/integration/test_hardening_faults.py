@@ -1,6 +1,6 @@
 """Issue 4 item 5: faults on either side end that exchange cleanly, with the
 right status or close, the right log level (ECONNRESET/EPIPE/EOF at debug,
-SPEC 1.6), no leaked file descriptors, and no effect on an innocent stream
+docs/behaviour.md, "Logs"), no leaked file descriptors, and no effect on an innocent stream
 on the same proxy (workers: 1).
 
 The tests share one proxy; each one also checks that the proxy's fd count
@@ -81,7 +81,7 @@ def new_lines(f):
 
 
 def assert_quiet(f):
-    """Disconnects by reset, broken pipe or EOF: debug only (SPEC 1.6)."""
+    """Disconnects by reset, broken pipe or EOF: debug only (docs/behaviour.md, "Logs")."""
     assert wait_until(lambda: [l for l in f.proxy.lines[f.n_lines:] if l.level == "debug"], 1.0), \
         "no debug line about the disconnect"
     lines = new_lines(f)

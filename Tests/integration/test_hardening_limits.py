@@ -1,5 +1,5 @@
-"""Issue 4 items 2 and 3: limits and timeouts (SPEC 1.7, 3) and slow clients
-(SPEC 4). Every test runs an innocent event stream on the same proxy
+"""Issue 4 items 2 and 3: limits and timeouts (docs/behaviour.md "Errors", docs/configuration.md)
+and slow clients (docs/behaviour.md, "Slow clients and limits"). Every test runs an innocent event stream on the same proxy
 (workers: 1) and checks that it kept its events and heartbeats on time."""
 from __future__ import annotations
 
@@ -274,7 +274,7 @@ def test_connect_timeout_gives_504(start_proxy, upstream):
             s.close()
 
 
-# --- slow clients (SPEC 4) --------------------------------------------------------------------
+# --- slow clients (docs/behaviour.md) --------------------------------------------------------------------
 
 
 def flood_stack(start_proxy, upstream, flood, keepalive="30s"):
@@ -494,7 +494,7 @@ def _fd(pid):
 
 @pytest.mark.timeout(30)
 def test_upload_to_slow_upstream_is_backpressured_and_arrives_intact(start_proxy, upstream):
-    """The reverse direction of SPEC 4: a 200 MiB request body toward an
+    """The reverse direction of the slow-client rule (docs/behaviour.md): a 200 MiB request body toward an
     upstream that reads nothing for 1.5 s. The proxy must not buffer it
     (RSS bounded, the client's sends stall), and once the upstream reads,
     every byte arrives."""

@@ -1,4 +1,4 @@
-"""Issue 4 item 4 (SPEC 1.1): pipelined requests answered in order, and
+"""Issue 4 item 4 (docs/behaviour.md, "Forwarding"): pipelined requests answered in order, and
 `Upgrade` (WebSocket) tunnelled as raw bytes both ways after the upstream's
 101, with half-close handled in both directions.
 

@@ -1,4 +1,4 @@
-"""Logs (issue 3; SPEC 1.5, 1.6 and the `log` keys of SPEC 3): tokens never
+"""Logs (issue 3; docs/behaviour.md "Logs" and "Query token", and the `log` keys of docs/configuration.md): tokens never
 logged at any level, JSON lines, access-log fields and endings, `log.access`
 and the `--log-level` override."""
 import contextlib

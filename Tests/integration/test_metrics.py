@@ -1,4 +1,4 @@
-"""SPEC 5: the admin listener (GET /healthz, GET /metrics in Prometheus text)."""
+"""docs/metrics.md: the admin listener (GET /healthz, GET /metrics in Prometheus text)."""
 import re
 import time
 

@@ -1,4 +1,4 @@
-"""Property test (SPEC 1.2, 1.3): random event streams, sent by the upstream
+"""Property test (docs/behaviour.md, "Event streams", "Heartbeats"): random event streams, sent by the upstream
 in random read sizes with random idle gaps, reach the client as the exact
 upstream bytes plus heartbeats at safe points only.
 

@@ -1,4 +1,4 @@
-"""SPEC 1.1: a transparent HTTP/1.x reverse proxy for non-SSE traffic."""
+"""docs/behaviour.md, "Forwarding": a transparent HTTP/1.x reverse proxy for non-SSE traffic."""
 import os
 
 import pytest

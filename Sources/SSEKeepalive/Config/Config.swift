@@ -1,4 +1,4 @@
-/// The effective configuration: every key of SPEC section 3, with defaults
+/// The effective configuration: every key of docs/configuration.md, with defaults
 /// applied. Built by `ConfigLoader`; rendered back by `Config.rendered()`.
 
 /// A span of time from the config (`500ms`, `15s`, `2m`, `1h`).
@@ -115,6 +115,8 @@ public struct Config: Equatable, Sendable {
     public var streamBuffer = 256 * 1024
 
     public var shutdownGrace: TimeSpan = .seconds(10)
+    /// `reload.watch`: reload when the config file changes on disk, as on SIGHUP.
+    public var reloadWatch = false
     /// nil: no admin listener.
     public var adminListen: SocketAddressSpec? = .inet(host: "127.0.0.1", port: 9090)
 

@@ -1,107 +1,57 @@
-// Renders the effective configuration as YAML (`sse-keepalive check`).
+// Renders the effective configuration as YAML (`sse-keepalive check`), key by
+// key from the key table (ConfigKeys.swift).
 // The output is accepted back by `ConfigLoader.parse` and yields an equal
 // `Config` (apart from `sourceFile`).
 
 extension Config {
     /// Every key with its effective value; routes with their fully resolved
-    /// heartbeat and token.
+    /// heartbeat and token. The keys and their order come from the key table.
     public func rendered() -> String {
         var out = "# sse-keepalive effective configuration"
         out += sourceFile.map { " (from \(Self.commentSafe($0)))" } ?? " (built-in defaults)"
         out += "\n"
-        if listen.count == 1 {
-            out += "listen: \(Self.quote(listen[0].description))\n"
-        } else {
-            out += "listen:\n"
-            for a in listen { out += "  - \(Self.quote(a.description))\n" }
-        }
-        out += "upstream: \(Self.quote(upstream.description))\n"
-        switch workers {
-        case .auto: out += "workers: auto\n"
-        case .count(let n): out += "workers: \(n)\n"
-        }
-        out += "heartbeat:\n" + Self.renderHeartbeat(heartbeat, indent: "  ")
-        out += "log:\n"
-        out += "  level: \(logLevel.rawValue)\n"
-        out += "  format: \(logFormat.rawValue)\n"
-        out += "  access: \(accessLog)\n"
-        out += "timeouts:\n"
-        out += "  connect: \(connectTimeout)\n"
-        out += "  response: \(responseTimeout)\n"
-        out += "  client_header: \(clientHeaderTimeout)\n"
-        out += "  keepalive: \(keepaliveTimeout)\n"
-        out += "limits:\n"
-        out += "  max_connections: \(maxConnections)\n"
-        out += "  max_header_bytes: \(Self.renderSize(maxHeaderBytes))\n"
-        out += "  stream_buffer: \(Self.renderSize(streamBuffer))\n"
-        out += "shutdown:\n"
-        out += "  grace: \(shutdownGrace)\n"
-        if let adminListen {
-            out += "admin:\n  listen: \(Self.quote(adminListen.description))\n"
-        } else {
-            out += "admin: off\n"
-        }
-        if routes.isEmpty {
-            out += "routes: []\n"
-        } else {
-            out += "routes:\n"
-            for r in routes {
-                out += "  - path: \(Self.quote(r.path))\n"
-                if let u = r.upstream {
-                    out += "    upstream: \(Self.quote(u.description))\n"
-                } else {
-                    out += "    # upstream: \(Self.quote(upstream.description)) (inherited)\n"
-                }
-                out += "    heartbeat:\n" + Self.renderHeartbeat(r.heartbeat, indent: "      ")
-                if let t = r.token {
-                    out += "    token:\n"
-                    out += "      query: \(Self.quote(t.query))\n"
-                    out += "      header: \(Self.quote(t.header))\n"
-                    out += "      scheme: \(Self.quote(t.scheme))\n"
-                }
-            }
+        for (name, value) in ConfigKeys.topKeys.rendered(self, self) {
+            out += Self.yaml(name, value, indent: "")
         }
         return out
     }
 
-    static func renderHeartbeat(_ h: HeartbeatSettings, indent: String) -> String {
-        indent + "interval: \(h.interval.map(\.description) ?? "off")\n"
-            + indent + "comment: \(quote(h.comment))\n"
-            + indent + "blank_line: \(h.blankLine)\n"
+    /// One key and its value as block YAML.
+    static func yaml(_ name: String, _ value: RenderedValue, indent: String) -> String {
+        switch value {
+        case .omitted:
+            return ""
+        case .scalar(let text):
+            return "\(indent)\(name): \(text)\n"
+        case .inherited(let text):
+            return "\(indent)# \(name): \(text) (inherited)\n"
+        case .mapping(let entries):
+            return "\(indent)\(name):\n" + entries.map { yaml($0.0, $0.1, indent: indent + "  ") }.joined()
+        case .list(let items):
+            if items.isEmpty { return "\(indent)\(name): []\n" }
+            var out = "\(indent)\(name):\n"
+            for item in items {
+                switch item {
+                case .mapping(let entries):
+                    // `- ` takes the place of the first entry's indentation.
+                    let body = entries.map { yaml($0.0, $0.1, indent: indent + "    ") }.joined()
+                    out += indent + "  - " + body.dropFirst(indent.count + 4)
+                case .scalar(let text):
+                    out += "\(indent)  - \(text)\n"
+                case .list, .inherited, .omitted:
+                    break  // no key declares these as list items
+                }
+            }
+            return out
+        }
     }
 
     /// `GiB`, `MiB` or `KiB` when exact, else plain bytes.
-    static func renderSize(_ n: Int) -> String {
-        if n > 0 && n % (1 << 30) == 0 { return "\(n >> 30)GiB" }
-        if n > 0 && n % (1 << 20) == 0 { return "\(n >> 20)MiB" }
-        if n > 0 && n % (1 << 10) == 0 { return "\(n >> 10)KiB" }
-        return "\(n)"
-    }
+    static func renderSize(_ n: Int) -> String { ValueSyntax.sizeText(n) }
 
     /// A YAML double-quoted scalar; everything outside printable ASCII and
     /// UTF-8 text is escaped.
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\0": out += "\\0"
-            default:
-                if u.value < 0x20 || u.value == 0x7F || (0x80...0x9F).contains(u.value)
-                    || u.value == 0x2028 || u.value == 0x2029 || u.value == 0xFEFF {
-                    let hex = String(u.value, radix: 16, uppercase: true)
-                    out += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { "\"" + TextEscape.yaml(s) + "\"" }
 
     /// For the header comment line: no line breaks.
     static func commentSafe(_ s: String) -> String {

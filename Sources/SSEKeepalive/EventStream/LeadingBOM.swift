@@ -1,4 +1,4 @@
-/// The UTF-8 BOM rule of SPEC 1.3: applies only when a heartbeat was written
+/// The UTF-8 BOM rule (docs/behaviour.md, "The leading BOM"): applies only when a heartbeat was written
 /// before the first upstream payload byte. An SSE parser strips one BOM at the
 /// very start of the stream; after our heartbeat the upstream's BOM is no
 /// longer at the start and would become part of the first field name, so it

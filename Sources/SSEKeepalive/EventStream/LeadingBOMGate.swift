@@ -1,4 +1,4 @@
-/// Where the BOM rule of SPEC 1.3 stands for one stream: armed by a heartbeat
+/// Where the leading-BOM rule (docs/behaviour.md, "The leading BOM") stands for one stream: armed by a heartbeat
 /// written before any payload, it takes the first payload bytes aside (at most
 /// 3) until `LeadingBOM` can decide, then either drops a BOM or releases them.
 /// Once any payload has gone out it never acts again: only one BOM, the

@@ -152,9 +152,4 @@ public struct SSECursor: Equatable, Sendable {
             position = .lineBoundary
         }
     }
-
-    /// Records that `heartbeat.bytes(form)` was written.
-    public mutating func didWrite(_ form: HeartbeatForm, of heartbeat: HeartbeatBytes) {
-        didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
-    }
 }

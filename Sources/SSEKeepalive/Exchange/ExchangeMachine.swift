@@ -120,7 +120,10 @@ public struct ExchangeMachine {
     }
 
     private mutating func startExchange(_ request: RequestHead, _ io: some ExchangeIO) {
-        let route = table.route(for: request.path)
+        // The route is picked on the normalised path (the one sent upstream); a target
+        // that cannot be normalised is refused by the plan below.
+        let target = try? RequestTarget(request.target, method: request.method, host: request.headers["Host"])
+        let route = table.route(for: target.map { Substring($0.path) } ?? request.path)
         let plan: RequestPlan
         do {
             plan = try RequestPlan.make(request, token: route.config.token)
@@ -549,7 +552,7 @@ public struct ExchangeMachine {
         self.table = table
         guard case .exchanging(let exchange) = state, case .streaming(var stream) = exchange.response,
               stream.tracksEvents else { return }
-        exchange.route = table.route(for: exchange.requestLine.path)
+        exchange.route = table.route(for: Substring(exchange.routingPath))
         let interval = exchange.route.heartbeatInterval
         stream.heartbeats = interval != nil
         exchange.response = .streaming(stream)

@@ -1,4 +1,4 @@
-/// The admin listener's responses (SPEC 3 `admin`, SPEC 5), without I/O.
+/// The admin listener's responses (docs/metrics.md), without I/O.
 ///
 /// - `GET`/`HEAD /metrics`: 200, Prometheus text format 0.0.4.
 /// - `GET`/`HEAD /healthz`: 200 `ok` while running, 503 `draining` while draining.
@@ -22,13 +22,6 @@ public enum AdminEndpoint {
         case "/healthz": return .healthz
         default: return .notFound
         }
-    }
-
-    /// Whether `response` for this request will call its `metrics` closure,
-    /// so a runtime that gathers worker snapshots asynchronously knows
-    /// whether to gather before answering.
-    public static func needsMetrics(method: String, target: String) -> Bool {
-        resource(target: target) == .metrics && isGetOrHead(method)
     }
 
     /// The full HTTP/1.1 response (with Content-Length and Connection: close) for one admin request.

@@ -129,31 +129,7 @@ public enum JSON {
     /// UTF-8, as every Swift string is) passed through.
     public static func appendString(_ s: String, to out: inout String) {
         out += "\""
-        let utf8 = s.utf8
-        // Fast path: nothing to escape.
-        if !utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 == 0x7F }) {
-            out += s
-            out += "\""
-            return
-        }
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(utf8.count + 16)
-        for b in utf8 {
-            switch b {
-            case 0x22: bytes += [0x5C, 0x22]
-            case 0x5C: bytes += [0x5C, 0x5C]
-            case 0x0A: bytes += [0x5C, UInt8(ascii: "n")]
-            case 0x0D: bytes += [0x5C, UInt8(ascii: "r")]
-            case 0x09: bytes += [0x5C, UInt8(ascii: "t")]
-            case 0..<0x20, 0x7F:
-                let hex = Array("0123456789abcdef".utf8)
-                bytes += Array("\\u00".utf8)
-                bytes.append(hex[Int(b >> 4)])
-                bytes.append(hex[Int(b & 0xF)])
-            default: bytes.append(b)
-            }
-        }
-        out += String(decoding: bytes, as: UTF8.self)
+        TextEscape.json.append(s, to: &out)
         out += "\""
     }
 

@@ -1,4 +1,4 @@
-/// Proxy metrics (SPEC 5) as a plain value.
+/// Proxy metrics (docs/metrics.md) as a plain value.
 ///
 /// Each worker thread owns one `MetricsSnapshot` as its live counters and
 /// bumps plain fields on its own thread: no atomics, no locks on the hot path.
@@ -81,11 +81,6 @@ public struct MetricsSnapshot: Equatable, Sendable {
     @inline(__always) public mutating func clientDisconnected(_ kind: ClientDisconnectKind) {
         clientDisconnects[kind, default: 0] += 1
     }
-    @inline(__always) public mutating func connectionAccepted() {
-        connectionsAccepted += 1
-        connectionsOpen += 1
-    }
-    @inline(__always) public mutating func connectionClosed() { connectionsOpen -= 1 }
 
     // MARK: Summing
 
@@ -102,13 +97,6 @@ public struct MetricsSnapshot: Equatable, Sendable {
         connectionsOpen += other.connectionsOpen
         connectionsAccepted += other.connectionsAccepted
         for (k, v) in other.acceptedByWorker { acceptedByWorker[k, default: 0] += v }
-    }
-
-    /// The sum of `snapshots`.
-    public static func sum<S: Sequence>(_ snapshots: S) -> MetricsSnapshot where S.Element == MetricsSnapshot {
-        var total = MetricsSnapshot()
-        for s in snapshots { total.add(s) }
-        return total
     }
 
     // MARK: Exposition
@@ -187,7 +175,7 @@ struct PrometheusWriter {
     init() { text.reserveCapacity(2048) }
 
     mutating func family(_ name: String, _ type: MetricType, _ help: String) {
-        text += "# HELP \(name) \(Self.escapeHelp(help))\n# TYPE \(name) \(type.rawValue)\n"
+        text += "# HELP \(name) \(TextEscape.prometheusHelp(help))\n# TYPE \(name) \(type.rawValue)\n"
     }
 
     mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Int) {
@@ -198,7 +186,7 @@ struct PrometheusWriter {
                 if i > 0 { text += "," }
                 text += label
                 text += "=\""
-                text += Self.escapeLabelValue(value)
+                text += TextEscape.prometheusLabel(value)
                 text += "\""
             }
             text += "}"
@@ -206,35 +194,5 @@ struct PrometheusWriter {
         text += " "
         text += String(value)
         text += "\n"
-    }
-
-    /// Label values: `\` -> `\\`, `"` -> `\"`, newline -> `\n`.
-    static func escapeLabelValue(_ s: String) -> String {
-        guard s.utf8.contains(where: { $0 == 0x5C || $0 == 0x22 || $0 == 0x0A }) else { return s }
-        var out = ""
-        out.reserveCapacity(s.utf8.count + 4)
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.unicodeScalars.append(ch)
-            }
-        }
-        return out
-    }
-
-    /// HELP text: `\` -> `\\`, newline -> `\n`.
-    static func escapeHelp(_ s: String) -> String {
-        guard s.utf8.contains(where: { $0 == 0x5C || $0 == 0x0A }) else { return s }
-        var out = ""
-        for ch in s.unicodeScalars {
-            switch ch {
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            default: out.unicodeScalars.append(ch)
-            }
-        }
-        return out
     }
 }

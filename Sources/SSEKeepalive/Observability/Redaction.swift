@@ -1,31 +1,24 @@
-/// Keeps tokens out of logs (SPEC 1.5): every URL and credential header that
-/// is logged goes through a `Redactor` first. Works on the raw target, so a
+/// Keeps tokens out of logs (docs/behaviour.md, "Query token"): every URL
+/// that is logged goes through a `Redactor` first. Works on the raw target, so a
 /// token vanishes whether the client sent it percent-encoded or not.
 public struct Redactor: Sendable {
     public static let marker = "[REDACTED]"
     /// Always redacted, whatever the config says.
     public static let defaultQueryNames: Set<String> = ["token", "access_token"]
-    /// Always redacted by `redactHeader`.
-    public static let defaultHeaderNames: Set<String> = ["authorization", "proxy-authorization"]
 
     /// Lowercased query parameter names.
     public let queryNames: Set<String>
-    /// Lowercased header names.
-    public let headerNames: Set<String>
 
     /// `queryNames`: every route's `token.query`; `token` and `access_token`
-    /// are always added. `headerNames`: every route's `token.header`;
-    /// `Authorization` and `Proxy-Authorization` are always added.
-    public init(queryNames: Set<String>, headerNames: Set<String> = []) {
+    /// are always added.
+    public init(queryNames: Set<String>) {
         self.queryNames = Set(queryNames.map { $0.lowercasedASCII() }).union(Self.defaultQueryNames)
-        self.headerNames = Set(headerNames.map { $0.lowercasedASCII() }).union(Self.defaultHeaderNames)
     }
 
-    /// The names of every route's `token` settings (routes without `token`
-    /// contribute nothing; the defaults are always in).
+    /// The query names of every route's `token` settings (routes without
+    /// `token` contribute nothing; the defaults are always in).
     public init(config: Config) {
-        let tokens = config.routes.compactMap(\.token)
-        self.init(queryNames: Set(tokens.map(\.query)), headerNames: Set(tokens.map(\.header)))
+        self.init(queryNames: Set(config.routes.compactMap(\.token?.query)))
     }
 
     /// The target with the value of every parameter whose name is in the set
@@ -65,28 +58,5 @@ public struct Redactor: Sendable {
         if queryNames.contains(String(decoding: name, as: UTF8.self).lowercasedASCII()) { return true }
         guard name.contains(UInt8(ascii: "%")), let decoded = PercentDecoding.decode(name) else { return false }
         return queryNames.contains(String(decoding: decoded, as: UTF8.self).lowercasedASCII())
-    }
-
-    /// `value` as it may be logged for header `name`: for `Authorization`,
-    /// `Proxy-Authorization` and any configured token header the credential
-    /// is replaced (`Bearer [REDACTED]`, the scheme word kept; a single word
-    /// is taken as a bare token: `[REDACTED]`). Other headers unchanged.
-    public func redactHeader(name: String, value: String) -> String {
-        headerNames.contains(name.lowercasedASCII()) ? Self.redactCredential(value) : value
-    }
-
-    /// Like `redactHeader`, for the two standard credential headers only
-    /// (no configured names).
-    public static func redactHeaderValue(name: String, value: String) -> String {
-        defaultHeaderNames.contains(name.lowercasedASCII()) ? redactCredential(value) : value
-    }
-
-    static func redactCredential(_ value: String) -> String {
-        let trimmed = value.trimmingOWS()
-        if trimmed.isEmpty { return value }
-        if let space = trimmed.firstIndex(where: { $0 == " " || $0 == "\t" }) {
-            return "\(trimmed[..<space]) \(marker)"
-        }
-        return marker
     }
 }

@@ -303,8 +303,11 @@ public struct ProbeBuffering: Equatable, Sendable {
     public var detected: Bool
     /// "timestamps" or "bursts" when detected.
     public var method: String?
+    /// Median bytes read per burst (wire bytes, framing included): the
+    /// size a buffering hop releases at a time.
+    public var burstBytes: Int?
 
-    public init(events: [ProbeMessage]) {
+    public init(events: [ProbeMessage], reads: [ProbeRead] = []) {
         let events = events.filter { $0.kind == .event }
         clock = SenderClock.detect(events)
         lateness = clock.map { ProbeLateness.measure(events, clock: $0) }
@@ -317,6 +320,13 @@ public struct ProbeBuffering: Equatable, Sendable {
         } else {
             detected = bursts.count >= 2
             method = detected ? "bursts" : nil
+        }
+        if detected && !bursts.isEmpty && !reads.isEmpty {
+            let sizes = bursts.map { b in
+                reads.filter { $0.time >= b.start - ProbeBurst.tight && $0.time <= b.start + b.span + ProbeBurst.tight }
+                    .reduce(0) { $0 + $1.bytes }
+            }.sorted()
+            burstBytes = sizes[sizes.count / 2]
         }
     }
 }

@@ -37,19 +37,39 @@ public enum ProbeConnection {
         let deadline = options.duration
         var session = ProbeSession(url: options.url, durationLimit: deadline)
 
+        // Whether the server offers h2 (what a browser would get) is asked on
+        // a connection of its own: the probe itself speaks HTTP/1.1.
+        var offeredALPN: String?? = nil
+        if options.url.isTLS {
+            switch open(options, alpn: ProbeTLSSession.h2First, until: min(deadline, connectTimeout), clock: now) {
+            case .failure(let why):
+                session.finish(probeStopRequested != 0 ? .interrupted : .connectFailed(why.description), at: now())
+                return session.record
+            case .success(let (fd, _, info)):
+                close(fd)
+                offeredALPN = .some(info?.alpn)
+            }
+        }
+
         let fd: Int32
-        switch connect(options.url, until: min(deadline, connectTimeout), clock: now) {
+        let tls: ProbeTLSSession?
+        switch open(options, alpn: ProbeTLSSession.http11, until: min(deadline, now() + connectTimeout), clock: now) {
         case .failure(let why):
             session.finish(probeStopRequested != 0 ? .interrupted : .connectFailed(why.description), at: now())
             return session.record
-        case .success(let socket):
+        case .success(let (socket, t, info)):
             fd = socket
+            tls = t
+            if var info {
+                if let offered = offeredALPN { info.alpn = offered }
+                session.tlsEstablished(info)
+            }
         }
         defer { close(fd) }
         session.connected(at: now())
 
         let request = ProbeRequest.bytes(url: options.url, headers: options.headers, lastEventID: options.lastEventID)
-        if let why = sendAll(fd, request, until: deadline, clock: now) {
+        if let why = sendAll(fd, tls, request, until: deadline, clock: now) {
             session.finish(why == "timeout" ? .durationReached : .failed("sending the request: \(why)"), at: now())
             return session.record
         }
@@ -64,46 +84,81 @@ public enum ProbeConnection {
                 progress(t, session.record)
                 lastProgress = t
             }
-            let wait = min(deadline - t, tick - (t - lastProgress))
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, Int32(max(1, (wait + 999_999) / 1_000_000)))
-            if ready < 0 {
-                if errno == EINTR { continue }
-                session.finish(.failed("poll: \(describe(errno))"), at: now())
-                break
+            if tls?.pending != true {
+                let wait = min(deadline - t, tick - (t - lastProgress))
+                var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&pfd, 1, Int32(max(1, (wait + 999_999) / 1_000_000)))
+                if ready < 0 {
+                    if errno == EINTR { continue }
+                    session.finish(.failed("poll: \(describe(errno))"), at: now())
+                    break
+                }
+                if ready == 0 { continue }
             }
-            if ready == 0 { continue }
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            let at = now()
-            if n > 0 {
-                session.receive(Array(buffer[0..<n]), at: at)
-            } else if n == 0 {
-                session.finish(.serverClosed, at: at)
-            } else if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR {
-                continue
-            } else if errno == ECONNRESET {
-                session.finish(.reset, at: at)
+            let outcome: ProbeTLSSession.ReadOutcome
+            if let tls {
+                outcome = tls.read(into: &buffer)
             } else {
-                session.finish(.failed("reading: \(describe(errno))"), at: at)
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n > 0 { outcome = .data(n) }
+                else if n == 0 { outcome = .closed }
+                else if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { outcome = .wouldBlock }
+                else if errno == ECONNRESET { outcome = .reset }
+                else { outcome = .failed("reading: \(describe(errno))") }
+            }
+            let at = now()
+            switch outcome {
+            case .data(let n): session.receive(Array(buffer[0..<n]), at: at)
+            case .wouldBlock: continue
+            case .closed: session.finish(.serverClosed, at: at)
+            case .reset: session.finish(.reset, at: at)
+            case .failed(let why): session.finish(.failed(why), at: at)
             }
         }
         return session.record
     }
 
+    /// TCP connect (to the --connect-to target if one matches) and, for
+    /// https, the TLS handshake with `alpn`.
+    static func open(_ options: ProbeOptions, alpn: [UInt8], until deadline: ProbeTime,
+                     clock: () -> ProbeTime) -> Result<(Int32, ProbeTLSSession?, ProbeTLSInfo?), ProbeConnectError> {
+        let (host, port) = ProbeConnectTo.target(for: options.url, rules: options.connectTo)
+        let fd: Int32
+        switch connect(host: host, port: port, label: options.url.hostHeader, until: deadline, clock: clock) {
+        case .failure(let why): return .failure(why)
+        case .success(let socket): fd = socket
+        }
+        guard options.url.isTLS else { return .success((fd, nil, nil)) }
+        do {
+            let tls = try ProbeTLSSession(fd: fd, options: options, alpn: alpn)
+            switch tls.handshake(options: options, until: deadline, clock: clock, stop: { probeStopRequested != 0 }) {
+            case .failure(let why):
+                close(fd)
+                return .failure(why)
+            case .success(let info):
+                return .success((fd, tls, info))
+            }
+        } catch {
+            close(fd)
+            return .failure(error)
+        }
+    }
+
     static func describe(_ code: Int32) -> String { String(cString: strerror(code)) }
 
     /// Resolves and connects (each address in turn) before `until`.
-    static func connect(_ url: ProbeURL, until deadline: ProbeTime, clock: () -> ProbeTime) -> Result<Int32, ProbeConnectError> {
+    static func connect(host: String, port: UInt16, label: String, until deadline: ProbeTime,
+                        clock: () -> ProbeTime) -> Result<Int32, ProbeConnectError> {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_NUMERICSERV
         var result: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(url.host, String(url.port), &hints, &result)
+        let status = getaddrinfo(host, String(port), &hints, &result)
         guard status == 0, result != nil else {
-            return .failure(ProbeConnectError("cannot resolve \(url.host): \(String(cString: gai_strerror(status)))"))
+            return .failure(ProbeConnectError("cannot resolve \(host): \(String(cString: gai_strerror(status)))"))
         }
         defer { freeaddrinfo(result) }
-        var lastError = ProbeConnectError("no address for \(url.host)")
+        var lastError = ProbeConnectError("no address for \(host)")
         var ai = result
         while let info = ai?.pointee {
             ai = info.ai_next
@@ -113,11 +168,11 @@ public enum ProbeConnection {
             _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             if Glibc.connect(fd, info.ai_addr, info.ai_addrlen) == 0 { return .success(fd) }
             guard errno == EINPROGRESS else {
-                lastError = ProbeConnectError("\(url.hostHeader): \(describe(errno))")
+                lastError = ProbeConnectError("\(label): \(describe(errno))")
                 close(fd)
                 continue
             }
-            var outcome: ProbeConnectError? = ProbeConnectError("\(url.hostHeader): connect timed out")
+            var outcome: ProbeConnectError? = ProbeConnectError("\(label): connect timed out")
             while probeStopRequested == 0 {
                 let left = deadline - clock()
                 if left <= 0 { break }
@@ -128,7 +183,7 @@ public enum ProbeConnection {
                 var code: Int32 = 0
                 var length = socklen_t(MemoryLayout<Int32>.size)
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length)
-                outcome = code == 0 ? nil : ProbeConnectError("\(url.hostHeader): \(describe(code))")
+                outcome = code == 0 ? nil : ProbeConnectError("\(label): \(describe(code))")
                 break
             }
             if probeStopRequested != 0 { outcome = ProbeConnectError("interrupted") }
@@ -141,10 +196,21 @@ public enum ProbeConnection {
     }
 
     /// nil on success, "timeout", or the error.
-    static func sendAll(_ fd: Int32, _ bytes: [UInt8], until deadline: ProbeTime, clock: () -> ProbeTime) -> String? {
+    static func sendAll(_ fd: Int32, _ tls: ProbeTLSSession?, _ bytes: [UInt8], until deadline: ProbeTime,
+                        clock: () -> ProbeTime) -> String? {
         var sent = 0
         while sent < bytes.count {
             if clock() >= deadline || probeStopRequested != 0 { return "timeout" }
+            if let tls {
+                switch tls.write(bytes[sent...]) {
+                case .failure(let why): return why.description
+                case .success(let n) where n > 0: sent += n
+                case .success:
+                    var pfd = pollfd(fd: fd, events: Int16(POLLOUT | POLLIN), revents: 0)
+                    _ = poll(&pfd, 1, Int32(tick / 1_000_000))
+                }
+                continue
+            }
             let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
             if n > 0 { sent += n; continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {

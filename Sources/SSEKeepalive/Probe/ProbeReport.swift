@@ -46,6 +46,14 @@ public enum ProbeReport {
             out += row("Transfer-Encoding", h.transferEncoding ?? "-")
             if let location = h.location { out += row("Location", location) }
             out += row("retry", r.retry.map { "\($0) ms (set at \(ProbeFormat.seconds(r.retryAt ?? 0)) s)" } ?? "-")
+            if !h.hops.isEmpty { out += row("intermediaries", h.hops.map(\.name).joined(separator: ", ")) }
+        }
+        if let tls = r.tls {
+            out += "\nTLS\n"
+            out += row("version", "\(tls.version) (\(tls.cipher))")
+            out += row("server name", tls.serverName + (tls.verified ? " (certificate verified)" : " (certificate NOT checked: --insecure)"))
+            out += row("ALPN", tls.alpn.map { $0 + ($0 == "h2" ? ": browsers use HTTP/2, EventSource streams share one connection"
+                                                                  : "") } ?? "none: browsers use HTTP/1.1, at most 6 connections per host name")
         }
 
         out += "\nTimeline (seconds since start)\n"
@@ -65,6 +73,9 @@ public enum ProbeReport {
             }
         }
         out += row("bytes", "\(r.bytesReceived) received, \(r.payloadBytes) payload, \(r.reads) reads")
+        if let coding = r.decodedCoding {
+            out += row("decoded", "\(coding): \(r.decodedBytes) bytes" + (r.decodeError.map { " (stopped: \($0))" } ?? ""))
+        }
         if let end = r.end {
             var text = "\(ProbeFormat.seconds(r.endAt ?? 0)): \(end.description)"
             if let detail = r.endDetail { text += " (\(detail))" }
@@ -91,6 +102,7 @@ public enum ProbeReport {
         }
         for f in a.findings {
             out += "  \(f.severity == .problem ? "!" : "-") \(f.message)\n"
+            if let evidence = f.evidence { out += "      evidence: \(evidence)\n" }
         }
 
         if let rec = a.recommendation {
@@ -159,6 +171,7 @@ public enum ProbeReport {
                 ("transfer_encoding", opt(h.transferEncoding)),
                 ("location", opt(h.location)),
                 ("retry_ms", r.retry.map { "\($0)" } ?? "null"),
+                ("no_transform", "\(h.forbidsTransform)"),
             ])
         }
         let gaps = a.gaps.map { g in
@@ -173,6 +186,8 @@ public enum ProbeReport {
             ("events", "\(r.eventCount)"),
             ("comments", "\(r.commentCount)"),
             ("payload_parsed", "\(r.payloadParsed)"),
+            ("decoded", opt(r.decodedCoding)),
+            ("decoded_bytes", "\(r.decodedBytes)"),
             ("bytes", "\(r.bytesReceived)"),
             ("payload_bytes", "\(r.payloadBytes)"),
             ("reads", "\(r.reads)"),
@@ -198,18 +213,38 @@ public enum ProbeReport {
             ("late_events", "\(b.lateness?.late ?? 0)"),
             ("replayed_events", "\(b.lateness?.replayed ?? 0)"),
             ("max_delay_s", b.lateness.map { secs($0.maxDelay) } ?? "null"),
+            ("burst_bytes", b.burstBytes.map { "\($0)" } ?? "null"),
             ("bursts", array(b.bursts.map { burst in
                 object([("at_s", secs(burst.start)), ("events", "\(burst.count)"),
                         ("gap_before_s", secs(burst.gapBefore)), ("span_s", secs(burst.span))])
             })),
         ])
         let findings = array(a.findings.map { f in
-            object([("code", str(f.code)), ("severity", str(f.severity.rawValue)), ("message", str(f.message))])
+            object([("code", str(f.code)), ("severity", str(f.severity.rawValue)), ("message", str(f.message)),
+                    ("evidence", opt(f.evidence))])
         })
         let recommendation = a.recommendation.map { rec in
             object([("heartbeat", str(rec.heartbeat.description)), ("heartbeat_ms", "\(rec.heartbeat.milliseconds)"),
                     ("reason", str(rec.reason)), ("config", str(rec.config))])
         } ?? "null"
+        let diagnostic = a.diagnostic.map { d in
+            object([("buffering_threshold_bytes", d.bufferingThreshold.map { "\($0)" } ?? "null"),
+                    ("threshold_above_bytes", d.thresholdAbove.map { "\($0)" } ?? "null"),
+                    ("size_events", "\(d.sizes.count)"),
+                    ("silences_ms", array(d.silences.map { "\($0)" })),
+                    ("survived_silences", "\(d.survivedSilences)"),
+                    ("longest_survived_silence_ms", d.longestSurvivedSilence.map { "\($0)" } ?? "null"),
+                    ("fatal_silence_ms", d.fatalSilence.map { "\($0)" } ?? "null"),
+                    ("reached_end", "\(d.reachedEnd)")])
+        } ?? "null"
+        let tls = r.tls.map { t in
+            object([("version", str(t.version)), ("cipher", str(t.cipher)), ("server_name", str(t.serverName)),
+                    ("alpn", opt(t.alpn)), ("h2", "\(t.offersH2)"), ("verified", "\(t.verified)")])
+        } ?? "null"
+        let intermediaries = array(a.hops.map { h in
+            object([("name", str(h.name)), ("evidence", str(h.evidence)), ("limit_kind", opt(h.limitKind?.rawValue)),
+                    ("limit_name", opt(h.limitName)), ("documented_limit_s", optSecs(h.limit))])
+        })
         let messages = array(r.messages.prefix(jsonMessages).map { m in
             object([("at_s", secs(m.time)), ("kind", str(m.kind.rawValue)),
                     ("type", m.kind == .event ? str(m.type) : "null"), ("id", opt(m.id)),
@@ -223,8 +258,15 @@ public enum ProbeReport {
             ("response", response),
             ("timeline", timeline),
             ("end", end),
+            ("tls", tls),
+            ("intermediaries", intermediaries),
             ("idle_timeout_s", optSecs(a.idleTimeout)),
+            ("lifetime_limit_s", optSecs(a.lifetimeLimit)),
+            ("held_response", "\(a.heldResponse)"),
+            ("head_held_s", optSecs(a.headHeldFor)),
+            ("observed_heartbeat_s", optSecs(a.observedHeartbeat)),
             ("buffering", buffering),
+            ("diagnostic", diagnostic),
             ("findings", findings),
             ("recommendation", recommendation),
             ("messages", messages),

@@ -5,16 +5,16 @@ public enum ProbeRequest {
     /// Parses one `--header` argument, `Name: value` (space after the colon optional).
     public static func parseHeader(_ text: String) throws(ProbeUsageError) -> HTTPHeaders.Field {
         guard let colon = text.firstIndex(of: ":") else {
-            throw ProbeUsageError("--header \"\(ConfigLoader.escaped(text))\": write it as Name:value")
+            throw ProbeUsageError("--header \"\(TextEscape.message(text))\": write it as Name:value")
         }
         let name = text[..<colon]
-        if name.isEmpty { throw ProbeUsageError("--header \"\(ConfigLoader.escaped(text))\": empty header name") }
+        if name.isEmpty { throw ProbeUsageError("--header \"\(TextEscape.message(text))\": empty header name") }
         for b in name.utf8 where !HTTPBytes.isTchar(b) {
-            throw ProbeUsageError("--header \"\(ConfigLoader.escaped(text))\": invalid character \(HTTPBytes.describe(b)) in header name")
+            throw ProbeUsageError("--header \"\(TextEscape.message(text))\": invalid character \(HTTPBytes.describe(b)) in header name")
         }
         let value = text[text.index(after: colon)...].trimmingOWS()
         for b in value.utf8 where !HTTPBytes.isFieldValueByte(b) {
-            throw ProbeUsageError("--header \"\(ConfigLoader.escaped(text))\": invalid character \(HTTPBytes.describe(b)) in header value")
+            throw ProbeUsageError("--header \"\(TextEscape.message(text))\": invalid character \(HTTPBytes.describe(b)) in header value")
         }
         return HTTPHeaders.Field(name: String(name), value: String(value))
     }
@@ -67,6 +67,8 @@ public struct ProbeHeadAnalysis: Equatable, Sendable {
     /// nil when the framing headers are invalid (see `framingError`).
     public var framing: BodyFraming?
     public var framingError: String?
+    /// Intermediaries that name themselves in the head.
+    public var hops: [ProbeHop]
 
     public init(_ head: ResponseHead) {
         func joined(_ name: String) -> String? {
@@ -84,6 +86,7 @@ public struct ProbeHeadAnalysis: Equatable, Sendable {
         xAccelBuffering = joined("X-Accel-Buffering")
         transferEncoding = joined("Transfer-Encoding")
         location = joined("Location")
+        hops = ProbeHop.identify(head.headers)
         do {
             framing = try BodyFraming.response(head, requestMethod: "GET")
             framingError = nil
@@ -97,6 +100,18 @@ public struct ProbeHeadAnalysis: Equatable, Sendable {
     public var isContentEncoded: Bool {
         guard let contentEncoding else { return false }
         return HeaderPolicy.isContentEncoded(HTTPHeaders([("Content-Encoding", contentEncoding)]))
+    }
+
+    /// A coding the probe decodes (gzip, deflate), when content-coded.
+    public var decodableCoding: ProbeInflater.Coding? {
+        guard isContentEncoded, let contentEncoding else { return nil }
+        return ProbeInflater.coding(contentEncoding)
+    }
+
+    /// Cache-Control: no-transform (asks intermediaries not to recompress).
+    public var forbidsTransform: Bool {
+        guard let cacheControl else { return false }
+        return HTTPHeaders([("Cache-Control", cacheControl)]).tokens("Cache-Control").contains("no-transform")
     }
 
     /// EventSource accepts only 200 with text/event-stream; anything else fails the connection.
@@ -117,28 +132,64 @@ public struct ProbeOptions: Equatable, Sendable {
     public var lastEventID: String?
     /// How long to watch the stream (ns).
     public var duration: ProbeTime
+    /// https: trust this PEM file instead of the system CA store.
+    public var cacert: String?
+    /// https: do not check the certificate at all.
+    public var insecure: Bool
+    public var connectTo: [ProbeConnectTo]
 
     public static let defaultDuration = "5m"
 
+    /// The shortest --duration for --through-sidecar: the size events and a second to spare.
+    public static var minimumDiagnosticDuration: Int {
+        var p = DiagnosticScript.Parameters()
+        p.silenceTo = 0
+        return p.duration + 1000
+    }
+
     public init(url: ProbeURL, headers: [HTTPHeaders.Field] = [], lastEventID: String? = nil,
-                duration: ProbeTime = 300_000_000_000) {
+                duration: ProbeTime = 300_000_000_000, cacert: String? = nil, insecure: Bool = false,
+                connectTo: [ProbeConnectTo] = []) {
         self.url = url
         self.headers = headers
         self.lastEventID = lastEventID
         self.duration = duration
+        self.cacert = cacert
+        self.insecure = insecure
+        self.connectTo = connectTo
     }
 
     /// From the raw arguments; the error says what to fix.
     public static func parse(url: String, headers: [String] = [], duration: String = defaultDuration,
-                             lastEventID: String? = nil) throws(ProbeUsageError) -> ProbeOptions {
+                             lastEventID: String? = nil, cacert: String? = nil, insecure: Bool = false,
+                             connectTo: [String] = [], throughSidecar: Bool = false) throws(ProbeUsageError) -> ProbeOptions {
         let parsedURL = try ProbeURL.parse(url)
         var fields: [HTTPHeaders.Field] = []
         for h in headers { fields.append(try ProbeRequest.parseHeader(h)) }
-        guard let span = ConfigLoader.parseDuration(duration) else {
-            throw ProbeUsageError("--duration \"\(ConfigLoader.escaped(duration))\": use a duration like 500ms, 15s, 2m or 1h")
+        guard let span = ValueSyntax.duration(duration) else {
+            throw ProbeUsageError("--duration \"\(TextEscape.message(duration))\": use a duration like 500ms, 15s, 2m or 1h")
         }
         if let lastEventID { try ProbeRequest.checkLastEventID(lastEventID) }
-        return ProbeOptions(url: parsedURL, headers: fields, lastEventID: lastEventID,
-                            duration: ProbeTime(span.milliseconds) * 1_000_000)
+        if (cacert != nil || insecure) && !parsedURL.isTLS {
+            throw ProbeUsageError("\(cacert != nil ? "--cacert" : "--insecure") applies to https:// URLs only")
+        }
+        if cacert != nil && insecure {
+            throw ProbeUsageError("--cacert and --insecure contradict each other: use one")
+        }
+        var rules: [ProbeConnectTo] = []
+        for c in connectTo { rules.append(try ProbeConnectTo.parse(c)) }
+        var url = parsedURL
+        if throughSidecar {
+            let ms = Int(span.milliseconds)
+            guard let query = DiagnosticScript.query(fitting: ms) else {
+                throw ProbeUsageError("--through-sidecar needs a --duration of at least \(TimeSpan(milliseconds: minimumDiagnosticDuration))")
+            }
+            if !url.target.contains("silence_to=") {
+                url.target += (url.target.contains("?") ? "&" : "?") + query
+            }
+        }
+        return ProbeOptions(url: url, headers: fields, lastEventID: lastEventID,
+                            duration: ProbeTime(span.milliseconds) * 1_000_000, cacert: cacert, insecure: insecure,
+                            connectTo: rules)
     }
 }

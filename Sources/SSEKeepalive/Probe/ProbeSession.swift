@@ -77,8 +77,19 @@ public struct ProbeRecord: Sendable {
     public var messages: [ProbeMessage] = []
     public var eventCount = 0
     public var commentCount = 0
-    /// Whether the payload was parsed as SSE (not when content-coded).
+    /// Whether the payload was parsed as SSE (content-coded payloads only
+    /// when the probe could decode them).
     public var payloadParsed = false
+    /// The coding undone before parsing ("gzip", "deflate"), and how many
+    /// bytes it gave.
+    public var decodedCoding: String? = nil
+    public var decodedBytes = 0
+    /// Why decoding stopped, if it failed.
+    public var decodeError: String? = nil
+    /// Each read: when, and how many bytes (at most `readLimit`).
+    public var readLog: [ProbeRead] = []
+    /// The TLS session, for https.
+    public var tls: ProbeTLSInfo? = nil
     public var retry: Int? = nil
     public var retryAt: ProbeTime? = nil
     public var end: ProbeEnd? = nil
@@ -87,6 +98,7 @@ public struct ProbeRecord: Sendable {
     public var endDetail: String? = nil
 
     public static let messageLimit = 100_000
+    public static let readLimit = 100_000
 
     public init(url: ProbeURL, durationLimit: ProbeTime) {
         self.url = url.description
@@ -95,6 +107,40 @@ public struct ProbeRecord: Sendable {
     }
 
     public var events: [ProbeMessage] { messages.filter { $0.kind == .event } }
+}
+
+/// One read from the socket (after TLS).
+public struct ProbeRead: Equatable, Sendable {
+    public var time: ProbeTime
+    public var bytes: Int
+    public init(time: ProbeTime, bytes: Int) {
+        self.time = time
+        self.bytes = bytes
+    }
+}
+
+/// What was negotiated for https.
+public struct ProbeTLSInfo: Equatable, Sendable {
+    /// "TLSv1.3".
+    public var version: String
+    public var cipher: String
+    /// The name sent in SNI and checked against the certificate.
+    public var serverName: String
+    /// ALPN: the protocol the server picked from "h2, http/1.1" (nil: no ALPN).
+    public var alpn: String?
+    /// false with --insecure (the certificate was not checked).
+    public var verified: Bool
+
+    public init(version: String, cipher: String, serverName: String, alpn: String?, verified: Bool) {
+        self.version = version
+        self.cipher = cipher
+        self.serverName = serverName
+        self.alpn = alpn
+        self.verified = verified
+    }
+
+    /// The server would speak HTTP/2 to a browser.
+    public var offersH2: Bool { alpn == "h2" }
 }
 
 /// The probe's protocol logic, sans I/O: feed it the bytes read from the
@@ -106,6 +152,7 @@ public struct ProbeSession: Sendable {
     private var headBuffer: [UInt8] = []
     private var decoder: BodyDecoder? = nil
     private var parser = ProbeEventParser()
+    private var inflater: ProbeInflater? = nil
     /// Bytes of the body not yet consumed by the decoder.
     private var pending: [UInt8] = []
 
@@ -116,6 +163,10 @@ public struct ProbeSession: Sendable {
     }
 
     public var isFinished: Bool { record.end != nil }
+
+    public mutating func tlsEstablished(_ info: ProbeTLSInfo) {
+        record.tls = info
+    }
 
     public mutating func connected(at time: ProbeTime) {
         record.connectedAt = time
@@ -141,6 +192,7 @@ public struct ProbeSession: Sendable {
         record.lastByteAt = time
         record.reads += 1
         record.bytesReceived += bytes.count
+        if record.readLog.count < ProbeRecord.readLimit { record.readLog.append(ProbeRead(time: time, bytes: bytes.count)) }
         if record.firstByteAt == nil { record.firstByteAt = time }
 
         if decoder == nil {
@@ -176,7 +228,11 @@ public struct ProbeSession: Sendable {
             return
         }
         decoder = BodyDecoder(framing)
-        record.payloadParsed = !analysis.isContentEncoded
+        if let coding = analysis.decodableCoding {
+            inflater = ProbeInflater(coding)
+            record.decodedCoding = coding.rawValue
+        }
+        record.payloadParsed = !analysis.isContentEncoded || inflater != nil
     }
 
     private mutating func decodeBody(at time: ProbeTime) {
@@ -217,6 +273,19 @@ public struct ProbeSession: Sendable {
         if record.firstPayloadAt == nil { record.firstPayloadAt = time }
         record.payloadBytes += bytes.count
         guard record.payloadParsed else { return }
+        if let inflater {
+            var decoded: [UInt8] = []
+            inflater.feed(bytes) { decoded += $0 }
+            if let why = inflater.error, record.decodeError == nil { record.decodeError = why }
+            record.decodedBytes += decoded.count
+            parse(decoded, at: time)
+        } else {
+            parse(bytes, at: time)
+        }
+    }
+
+    private mutating func parse(_ bytes: [UInt8], at time: ProbeTime) {
+        guard !bytes.isEmpty else { return }
         for item in parser.feed(bytes, at: time) {
             switch item {
             case .event(let m):

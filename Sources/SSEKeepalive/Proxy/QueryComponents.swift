@@ -91,8 +91,8 @@ enum PercentDecoding {
             let b = bytes[i]
             if b == UInt8(ascii: "%") {
                 guard i + 2 < bytes.endIndex,
-                      let hi = hex(bytes[i + 1]), let lo = hex(bytes[i + 2]) else { return nil }
-                out.append(hi << 4 | lo)
+                      let hi = HTTPBytes.hexValue(bytes[i + 1]), let lo = HTTPBytes.hexValue(bytes[i + 2]) else { return nil }
+                out.append(UInt8(hi << 4 | lo))
                 i += 3
             } else {
                 out.append(b)
@@ -100,14 +100,5 @@ enum PercentDecoding {
             }
         }
         return out
-    }
-
-    static func hex(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }

@@ -54,7 +54,7 @@ struct ResolvedAddress: @unchecked Sendable, CustomStringConvertible {
 }
 
 enum SocketErrors {
-    /// Errors that mean "the peer went away": logged at debug only (SPEC 1.6).
+    /// Errors that mean "the peer went away": logged at debug only (docs/behaviour.md, "Logs").
     static func isQuietDisconnect(_ code: Int32) -> Bool {
         code == ECONNRESET || code == EPIPE || code == ECONNABORTED
     }

@@ -17,15 +17,22 @@ public final class Server: @unchecked Sendable {
     private var workers: [Worker] = []
     private var listening: Set<SocketAddressSpec> = []
     private var admin: AdminServer?
-    private var draining = false
+    private var shutdown = ShutdownStage.running
     private let stoppedWorkers = Mutex(0)
     private var events: [OpaquePointer] = []
     private var workerStoppedEvent: OpaquePointer?
     private var shutdownTimer: OpaquePointer?
-    private var shutdownStage = 0
+    /// READY/RELOADING/STOPPING/WATCHDOG for systemd; idle without NOTIFY_SOCKET.
+    private var notifier: SystemdNotifier?
+    /// `--watch`: watch the file whatever `reload.watch` says.
+    private let watchOverride: Bool
+    private var watcher: ConfigWatcher?
+    /// A watcher switched off by a reload; kept until the next one (it may be the caller).
+    private var retiredWatcher: ConfigWatcher?
 
     /// Opens every listener (failing fast on a port in use) but serves nothing until `run()`.
-    public init(config: Config, configPath: String?, logLevelOverride: LogLevelName?, logger: Logger) throws(ServerError) {
+    public init(config: Config, configPath: String?, logLevelOverride: LogLevelName?, watch: Bool = false,
+                logger: Logger) throws(ServerError) {
         sse_ignore_sigpipe()
         evthread_use_pthreads()
         // libevent's own messages go through our log handler, with a level.
@@ -34,6 +41,7 @@ public final class Server: @unchecked Sendable {
         self.control = control
         self.config = config
         self.configPath = configPath
+        self.watchOverride = watch
         self.logLevelOverride = logLevelOverride
         self.logger = logger
 
@@ -45,6 +53,7 @@ public final class Server: @unchecked Sendable {
                 events.append(event)
             }
         }
+        notifier = SystemdNotifier(base: control, logger: logger)
         workerStoppedEvent = event_new(control, -1, 0, workerStoppedCallback, context)
         shutdownTimer = event_new(control, -1, 0, shutdownTimerCallback, context)
 
@@ -58,6 +67,8 @@ public final class Server: @unchecked Sendable {
                 self.workerStopped()
             })
         }
+        // Watching before "listening on": a change right after start is not missed.
+        try updateWatcher()
         try listen(on: config.listen)
         if let adminAddress = config.adminListen {
             admin = try AdminServer(base: control, address: Self.resolve(adminAddress), server: self)
@@ -71,6 +82,9 @@ public final class Server: @unchecked Sendable {
         if let workerStoppedEvent { event_free(workerStoppedEvent) }
         if let shutdownTimer { event_free(shutdownTimer) }
         admin = nil
+        notifier = nil
+        watcher = nil
+        retiredWatcher = nil
         event_base_free(control)
     }
 
@@ -82,6 +96,8 @@ public final class Server: @unchecked Sendable {
                 return 1
             }
         }
+        // The sockets listen since init (connections queue); now workers accept them.
+        notifier?.listenersOpen()
         event_base_loop(control, EVLOOP_NO_EXIT_ON_EMPTY)
         logger.info("stopped")
         return 0
@@ -121,9 +137,12 @@ public final class Server: @unchecked Sendable {
         }
     }
 
-    /// SIGHUP: re-read the file; a bad file changes nothing (SPEC 2).
+    /// SIGHUP: re-read the file; a bad file changes nothing (docs/configuration.md, "Reloading").
     private func reload() {
-        guard !draining else { return }
+        guard shutdown == .running else { return }
+        notifier?.reloadBegins()
+        var rejection: String?
+        defer { notifier?.reloadEnds(rejected: rejection) }
         let newConfig: Config
         let settings: ProxySettings
         do {
@@ -132,6 +151,7 @@ public final class Server: @unchecked Sendable {
             try listen(on: newConfig.listen)
         } catch {
             logger.error("reload rejected, the running configuration stays: \(error)")
+            rejection = "\(error)"
             return
         }
         let removed = listening.subtracting(newConfig.listen)
@@ -158,27 +178,51 @@ public final class Server: @unchecked Sendable {
         logger.logLevel = level
         config = newConfig
         logger.notice("configuration reloaded from \(newConfig.sourceFile ?? "built-in defaults")")
+        do { try updateWatcher() } catch { logger.error("\(error)") }
+    }
+
+    /// Starts or stops the file watch as `--watch` and `reload.watch` say.
+    private func updateWatcher() throws(ServerError) {
+        guard watchOverride || config.reloadWatch else {
+            if let watcher {
+                watcher.stop()
+                retiredWatcher = watcher
+                self.watcher = nil
+                logger.info("no longer watching the config file")
+            }
+            return
+        }
+        guard watcher == nil else { return }
+        guard let path = config.sourceFile else {
+            throw ServerError("--watch needs a config file: \(ConfigLoader.defaultPath) does not exist here; name one with --config")
+        }
+        retiredWatcher = nil
+        watcher = try ConfigWatcher(path: path, base: control, logger: logger) { [unowned self] in self.reload() }
     }
 
     /// SIGTERM/SIGINT: stop accepting, let requests finish, end streams after the grace; a second signal exits at once.
     private func beginShutdown(signal number: Int32) {
-        if draining {
+        if shutdown != .running {
             logger.notice("second signal: exiting now")
             exit(128 + number)
         }
-        draining = true
+        shutdown = .draining
+        notifier?.drainBegins()
         logger.notice("signal \(number): draining; event streams end in \(config.shutdownGrace)")
         for worker in workers { worker.send(.drain) }
         armShutdownTimer(config.shutdownGrace)
     }
 
     fileprivate func shutdownTimerFired() {
-        shutdownStage += 1
-        if shutdownStage == 1 {
+        switch shutdown {
+        case .running:
+            break
+        case .draining:
+            shutdown = .endingStreams
             for worker in workers { worker.send(.endStreams) }
             // Clients that do not read their last bytes get a few seconds, not forever.
             armShutdownTimer(.seconds(5))
-        } else {
+        case .endingStreams:
             logger.warning("workers did not finish in time; exiting")
             event_base_loopbreak(control)
         }
@@ -202,7 +246,7 @@ public final class Server: @unchecked Sendable {
 
     // MARK: Admin
 
-    var isDraining: Bool { draining }
+    var isDraining: Bool { shutdown != .running }
 
     /// Sums every worker's counters (each copies its own on its own thread).
     func collectMetrics() -> (MetricsSnapshot, workers: Int) {
@@ -252,4 +296,14 @@ private func libeventLogCallback(_ severity: Int32, _ message: UnsafePointer<CCh
     case EVENT_LOG_WARN: libeventLogger.warning("libevent: \(text)")
     default: libeventLogger.error("libevent: \(text)")
     }
+}
+
+/// Where a SIGTERM/SIGINT shutdown stands; the shutdown timer moves it on.
+private enum ShutdownStage {
+    case running
+    /// Not accepting; in-flight requests finish; event streams run until `shutdown.grace`.
+    case draining
+    /// Grace is over: event streams were told to end; a last few seconds for
+    /// clients to read their final bytes, then exit regardless.
+    case endingStreams
 }

@@ -32,7 +32,7 @@ final class Worker: @unchecked Sendable {
     var metrics = MetricsSnapshot()
     /// Idle upstream connections, reused by the next request to the same address.
     let upstreamPool = UpstreamPool()
-    /// Routes already warned about a compressed event stream (SPEC 1.4: once per route, across workers).
+    /// Routes already warned about a compressed event stream (docs/behaviour.md, "Event streams": once per route, across workers).
     let compressedStreamWarnings: WarnOnce
 
     private var listeners: [SocketAddressSpec: OpaquePointer] = [:]

@@ -156,7 +156,8 @@ class ProxyStartError(AssertionError):
 
 class Proxy:
     def __init__(self, config: dict | str, workdir: str | None = None, log_level: str | None = "debug",
-                 wait_ready: bool = True):
+                 wait_ready: bool = True, env: dict | None = None, extra_args: list[str] | None = None,
+                 binary: str | None = None):
         self.workdir = workdir or tempfile.mkdtemp(prefix="ssek-proxy-")
         self.config_path = os.path.join(self.workdir, "sse-keepalive.yaml")
         text = config if isinstance(config, str) else to_yaml(config) + "\n"
@@ -169,10 +170,12 @@ class Proxy:
         self.listen_addrs: list[tuple[str, int]] = []
         self.exit_code: int | None = None
         self.crashed_before_stop = False
-        argv = [binary_path(), "run", "--config", self.config_path]
+        argv = [binary or binary_path(), "run", "--config", self.config_path]
         if log_level is not None:  # None: no --log-level, the file's log.level applies
             argv += ["--log-level", log_level]
+        argv += extra_args or []
         self.proc = subprocess.Popen(argv, cwd=self.workdir, stdin=subprocess.DEVNULL,
+                                     env=None if env is None else {**os.environ, **env},
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._ready = threading.Event()
         threading.Thread(target=self._pump_stderr, daemon=True).start()

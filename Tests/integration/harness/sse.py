@@ -5,7 +5,7 @@
 - `strip_heartbeats`: removes the comments the proxy injects, and only those.
 - `align`: explains a proxied payload as "upstream bytes + heartbeats inserted
   at offsets" and reports every place where that is not true or where a
-  heartbeat sits somewhere SPEC 1.3 forbids. This is the strict check.
+  heartbeat sits somewhere docs/behaviour.md ("Heartbeats") forbids. This is the strict check.
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def parse(payload: bytes) -> ParseResult:
 
 class LineCursor:
     """Tracks, byte by byte, where an event stream is: the proxy's view of
-    "safe points". Mirrors SPEC 1.3's states."""
+    "safe points". Mirrors the states of docs/behaviour.md, "Heartbeats"."""
 
     def __init__(self):
         self.at_start = True
@@ -167,7 +167,7 @@ class Alignment:
 def align(client: bytes, upstream: bytes, comment: str = "heartbeat", blank_line: bool = True) -> Alignment:
     """Check that `client` is `upstream` with heartbeats inserted only at safe
     points, in the right form, and with the leading BOM dropped if and only
-    if a heartbeat came before the first upstream byte (SPEC 1.2, 1.3)."""
+    if a heartbeat came before the first upstream byte (docs/behaviour.md, "Heartbeats", "The leading BOM")."""
     problems: list[str] = []
     insertions: list[Insertion] = []
     cursor = LineCursor()
