@@ -113,6 +113,10 @@ struct Probe: ParsableCommand {
     @Option(name: .customLong("last-event-id"), help: "Send Last-Event-ID, as a reconnecting EventSource does.")
     var lastEventID: String?
 
+    @Flag(name: .customLong("through-sidecar"),
+          help: "The URL is a sidecar's diagnostic route: ask for the silences that fit in --duration.")
+    var throughSidecar = false
+
     @Flag(name: .long, help: "Print one JSON object instead of the text report.")
     var json = false
 
@@ -123,7 +127,8 @@ struct Probe: ParsableCommand {
         let options: ProbeOptions
         do {
             options = try ProbeOptions.parse(url: url, headers: headers, duration: duration, lastEventID: lastEventID,
-                                             cacert: cacert, insecure: insecure, connectTo: connectTo)
+                                             cacert: cacert, insecure: insecure, connectTo: connectTo,
+                                             throughSidecar: throughSidecar)
         } catch {
             FileHandleStderr.write("sse-keepalive probe: \(error)\n")
             throw ExitCode(1)

@@ -24,6 +24,7 @@ enum FuzzTarget: String, CaseIterable {
     case requestHead = "request_head"
     case responseChunked = "response_chunked"
     case sseHeartbeat = "sse_heartbeat"
+    case pathNormalise = "path_normalise"
 
     /// Throws the first property that does not hold; a bug in the code under
     /// test may also trap (precondition, bounds, overflow).
@@ -32,6 +33,7 @@ enum FuzzTarget: String, CaseIterable {
         case .requestHead: try FuzzRequestHead.check(input)
         case .responseChunked: try FuzzResponseChunked.check(input)
         case .sseHeartbeat: try FuzzSSEHeartbeat.check(input)
+        case .pathNormalise: try FuzzPathNormalise.check(input)
         }
     }
 }
@@ -535,6 +537,152 @@ enum FuzzSSEHeartbeat {
     }
 }
 
+// MARK: - path_normalise
+
+/// `RequestTarget`: the path routing and the upstream share. The input is
+/// taken as a path after a leading `/`, and as a whole request-target.
+enum FuzzPathNormalise {
+    static let slash = UInt8(ascii: "/"), dot = UInt8(ascii: "."), percent = UInt8(ascii: "%")
+
+    static func check(_ input: [UInt8]) throws(FuzzPropertyFailure) {
+        let path = [slash] + input
+        let got: [UInt8]?
+        do {
+            got = Array(try RequestTarget.normalisePath(path[...]).utf8)
+        } catch {
+            got = nil
+        }
+        let expected = reference(path)
+        try fuzzCheck((got == nil) == (expected == nil),
+                      "accepted \(got != nil), reference \(expected != nil) for \(fuzzHex(path))")
+        if let got, let expected {
+            try shape(got, path)
+            try fuzzCheck(decodeAll(got) == expected,
+                          "\(fuzzHex(path)) -> \(fuzzHex(got)), reference \(fuzzHex(expected))")
+            let again = try? RequestTarget.normalisePath(got[...])
+            try fuzzCheck(again.map { Array($0.utf8) } == got, "not a fixed point: \(fuzzHex(got))")
+        }
+        // The router's shortcut: a path it calls normal is one normalisePath leaves as it is.
+        let asString = String(decoding: path, as: UTF8.self)
+        if RequestTarget.isNormalPath(asString) {
+            try fuzzCheck(got == Array(asString.utf8), "isNormalPath but normalised to something else: \(fuzzHex(path))")
+        }
+
+        // The whole input as a request-target: what routing picks is what is sent.
+        let target = String(decoding: input, as: UTF8.self)
+        if let t = try? RequestTarget(target, method: "GET", host: "a") {
+            try fuzzCheck(RequestTarget.routingPath(t.originForm) == t.path, "origin-form routes elsewhere: \(fuzzHex(input))")
+            try fuzzCheck(RequestTarget.routingPath(t.path) == t.path, "path not idempotent: \(fuzzHex(input))")
+            try fuzzCheck(RequestTarget.routingPath(target) == t.path, "routingPath differs: \(fuzzHex(input))")
+            // On bytes: a combining mark after `?` would hide it from a Character search.
+            let bytes = Array(target.utf8)
+            let q = bytes.firstIndex(of: UInt8(ascii: "?")), hash = bytes.firstIndex(of: UInt8(ascii: "#"))
+            if let q, hash.map({ $0 > q }) ?? true {
+                let rawQuery = bytes[(q + 1)...].prefix { $0 != UInt8(ascii: "#") }
+                try fuzzCheck(t.query.map { Array($0.utf8) } == Array(rawQuery), "query changed: \(fuzzHex(input))")
+            } else {
+                try fuzzCheck(t.query == nil, "query without '?': \(fuzzHex(input))")
+            }
+            try fuzzCheck(RequestTarget.isNormalPath(t.path) || t.path.utf8.contains(percent),
+                          "normalised path not recognised as normal: \(fuzzHex(input))")
+        }
+    }
+
+    /// No `//`, `/./`, `/../`, no trailing dot segment, visible ASCII only, only escapes of reserved bytes.
+    static func shape(_ out: [UInt8], _ input: [UInt8]) throws(FuzzPropertyFailure) {
+        let context = "\(fuzzHex(input)) -> \(fuzzHex(out))"
+        try fuzzCheck(out.first == slash, "no leading slash: \(context)")
+        let segments = out.split(separator: slash, omittingEmptySubsequences: false).dropFirst()
+        for (i, segment) in segments.enumerated() {
+            try fuzzCheck(!segment.isEmpty || i == segments.count - 1, "empty segment: \(context)")
+            try fuzzCheck(!segment.elementsEqual([dot]) && !segment.elementsEqual([dot, dot]), "dot segment: \(context)")
+        }
+        var i = 0
+        while i < out.count {
+            let b = out[i]
+            try fuzzCheck(b > 0x20 && b < 0x7F && b != UInt8(ascii: "\\"), "byte \(b) in output: \(context)")
+            if b == percent {
+                try fuzzCheck(i + 2 < out.count, "cut escape: \(context)")
+                let hex = Array("0123456789ABCDEF".utf8)
+                try fuzzCheck(hex.contains(out[i + 1]) && hex.contains(out[i + 2]), "escape not upper-case hex: \(context)")
+                let v = UInt8(hex.firstIndex(of: out[i + 1])! << 4 | hex.firstIndex(of: out[i + 2])!)
+                try fuzzCheck(!RequestTarget.isUnreserved(v) && v != slash && v != UInt8(ascii: "\\"),
+                              "escape of \(v) left in output: \(context)")
+                i += 3
+            } else {
+                i += 1
+            }
+        }
+    }
+
+    static func hexValue(_ b: UInt8) -> UInt8? {
+        switch b {
+        case 0x30...0x39: return b - 0x30
+        case 0x41...0x46: return b - 0x41 + 10
+        case 0x61...0x66: return b - 0x61 + 10
+        default: return nil
+        }
+    }
+
+    static func decodeAll(_ bytes: [UInt8]) -> [UInt8]? {
+        var out: [UInt8] = []
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == percent {
+                guard i + 2 < bytes.count, let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) else { return nil }
+                out.append(hi << 4 | lo)
+                i += 3
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return out
+    }
+
+    /// The decoded normalised path, by a different route: decode everything,
+    /// refuse what is ambiguous, then resolve segments on a stack.
+    static func reference(_ path: [UInt8]) -> [UInt8]? {
+        var decoded: [UInt8] = []
+        var i = 1
+        while i < path.count {
+            let b = path[i]
+            if b == percent {
+                guard i + 2 < path.count, let hi = hexValue(path[i + 1]), let lo = hexValue(path[i + 2]) else { return nil }
+                let v = hi << 4 | lo
+                if v == slash || v == UInt8(ascii: "\\") || v < 0x20 || v == 0x7F { return nil }
+                decoded.append(v)
+                i += 3
+            } else {
+                if b == UInt8(ascii: "\\") || b <= 0x20 || b >= 0x7F { return nil }
+                decoded.append(b)
+                i += 1
+            }
+        }
+        guard String(validating: decoded, as: UTF8.self) != nil else { return nil }
+        let segments = decoded.split(separator: slash, omittingEmptySubsequences: false)
+        var stack: [ArraySlice<UInt8>] = []
+        for segment in segments {
+            if segment.isEmpty || segment.elementsEqual([dot]) { continue }
+            if segment.elementsEqual([dot, dot]) {
+                if stack.isEmpty { return nil }
+                stack.removeLast()
+                continue
+            }
+            stack.append(segment)
+        }
+        let last = segments.last ?? []
+        let trailing = last.isEmpty || last.elementsEqual([dot]) || last.elementsEqual([dot, dot])
+        var out: [UInt8] = [slash]
+        for (n, s) in stack.enumerated() {
+            if n > 0 { out.append(slash) }
+            out += s
+        }
+        if trailing && !stack.isEmpty { out.append(slash) }
+        return out
+    }
+}
+
 // MARK: - libFuzzer entry support
 
 #if SSE_FUZZ
@@ -577,5 +725,6 @@ final class FuzzRegressionTests: XCTestCase {
     func testRequestHeadCorpus() throws { try runCorpus(.requestHead) }
     func testResponseChunkedCorpus() throws { try runCorpus(.responseChunked) }
     func testSSEHeartbeatCorpus() throws { try runCorpus(.sseHeartbeat) }
+    func testPathNormaliseCorpus() throws { try runCorpus(.pathNormalise) }
 }
 #endif

@@ -33,9 +33,6 @@ final class HTTPBodyFramingTests: XCTestCase {
             ("1.0 without body headers", request([], version: .http10), .none),
             ("CL 5", request([("Content-Length", "5")]), .contentLength(5)),
             ("CL 0", request([("Content-Length", "0")]), .contentLength(0)),
-            ("CL list 5, 5", request([("Content-Length", "5, 5")]), .contentLength(5)),
-            ("CL list 5,5 no space", request([("Content-Length", "5,5")]), .contentLength(5)),
-            ("CL two fields", request([("Content-Length", "5"), ("content-length", "5")]), .contentLength(5)),
             ("CL leading zeros", request([("Content-Length", "007")]), .contentLength(7)),
             ("CL 2^62", request([("Content-Length", "4611686018427387904")]), .contentLength(1 << 62)),
             ("CL on 1.0", request([("Content-Length", "3")], version: .http10), .contentLength(3)),
@@ -76,6 +73,10 @@ final class HTTPBodyFramingTests: XCTestCase {
             ("CL Int.max", request([("Content-Length", "9223372036854775807")])),
             ("CL huge", request([("Content-Length", "99999999999999999999999999999")])),
             ("CL non-ASCII digit", request([("Content-Length", "\u{0665}")])),
+            // identical repeats: allowed by RFC 9110 8.6, refused in requests (a Severe desync pattern)
+            ("CL list 5, 5", request([("Content-Length", "5, 5")])),
+            ("CL list 5,5 no space", request([("Content-Length", "5,5")])),
+            ("CL two fields", request([("Content-Length", "5"), ("content-length", "5")])),
         ]
         for (name, head) in cases {
             assertMalformed(requestFraming(head), name)

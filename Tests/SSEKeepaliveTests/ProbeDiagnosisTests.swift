@@ -167,7 +167,7 @@ final class ProbeDiagnosisTests: XCTestCase {
 
     static let jsonKeys = ["url", "duration_limit_s", "healthy", "exit_status", "response", "timeline", "end",
                            "tls", "intermediaries", "idle_timeout_s", "lifetime_limit_s", "held_response", "head_held_s",
-                           "observed_heartbeat_s", "buffering", "findings", "recommendation", "messages", "messages_truncated"]
+                           "observed_heartbeat_s", "buffering", "diagnostic", "findings", "recommendation", "messages", "messages_truncated"]
 
     func testJSONParsesWithStableKeys() throws {
         let records = [

@@ -307,3 +307,136 @@ final class ProxyUpstreamReuseTests: XCTestCase {
                                              version: .http10)).upstreamReusable)
     }
 }
+
+/// Issue 17: what the plan refuses, the one path it routes on and sends, and
+/// the fields it drops.
+final class RequestPlanHygieneTests: XCTestCase {
+    private func make(_ method: String = "GET", _ target: String, _ fields: [(String, String)] = [("Host", "a")],
+                      version: HTTPVersion = .http11, token: TokenSettings? = nil,
+                      allowUnderscores: Bool = false) throws(HTTPParseError) -> RequestPlan {
+        try RequestPlan.make(RequestHead(method: method, target: target, version: version, headers: HTTPHeaders(fields)),
+                             token: token, allowUnderscoreHeaders: allowUnderscores)
+    }
+
+    func testConnectIsRefusedWhateverItsTarget() {
+        for (target, version) in [("a:443", HTTPVersion.http11), ("a:443", .http10), ("/x", .http11), ("http://a/", .http11)] {
+            XCTAssertThrowsError(try make("CONNECT", target, [("Host", "a:443")], version: version)) {
+                guard case .malformed(let reason) = $0 as? HTTPParseError else { return XCTFail("\($0)") }
+                XCTAssertTrue(reason.contains("CONNECT"), reason)
+            }
+        }
+        // other methods are not the proxy's business
+        for method in ["GET", "POST", "OPTIONS", "PROPFIND", "connect"] {
+            XCTAssertNoThrow(try make(method, "/x"), method)
+        }
+    }
+
+    func testRoutingPathIsThePathSentUpstream() throws {
+        let cases: [(String, String, String)] = [
+            ("/%74ok/echo?token=S", "/tok/echo", "/tok/echo?token=S"),
+            ("//tok/echo", "/tok/echo", "/tok/echo"),
+            ("/x/../tok/echo?a=%2F", "/tok/echo", "/tok/echo?a=%2F"),
+            ("/tok/../x?token=S", "/x", "/x?token=S"),
+            ("http://a/tok/echo?q", "/tok/echo", "/tok/echo?q"),
+        ]
+        for (raw, path, sent) in cases {
+            let plan = try make("GET", raw)
+            XCTAssertEqual(plan.routingPath, path, raw)
+            XCTAssertEqual(plan.upstreamHead.target, sent, raw)
+        }
+    }
+
+    func testTokenIsMovedFromTheNormalisedTarget() throws {
+        let plan = try make("GET", "/./tok//echo?a=1&token=S", token: TokenSettings())
+        XCTAssertEqual(plan.upstreamHead.target, "/tok/echo?a=1")
+        XCTAssertEqual(plan.upstreamHead.headers.values("Authorization"), ["Bearer S"])
+    }
+
+    func testUnusableTargetsAre400() {
+        for raw in ["/a%2Fb", "/../x", "/a%00", "/%FF", "http://b/x", "*", "a:443", "/a\\b"] {
+            XCTAssertThrowsError(try make("GET", raw), raw) {
+                guard case .malformed = $0 as? HTTPParseError else { return XCTFail("\(raw): \($0)") }
+            }
+        }
+        XCTAssertNoThrow(try make("OPTIONS", "*"))
+    }
+
+    func testAbsoluteFormWithoutHostGetsTheAuthorityAsHost() throws {
+        let plan = try make("GET", "http://app:81/x", [], version: .http10)
+        XCTAssertEqual(plan.upstreamHead.headers.values("Host"), ["app:81"])
+        XCTAssertEqual(plan.upstreamHead.target, "/x")
+    }
+
+    func testUnderscoredFieldNamesDroppedUnlessAllowed() throws {
+        let fields = [("Host", "a"), ("X_Forwarded_For", "6.6.6.6"), ("X-Forwarded-For", "1.1.1.1"),
+                      ("Transfer_Encoding", "chunked"), ("_", "x"), ("Accept", "*/*")]
+        var plan = try make("GET", "/x", fields)
+        XCTAssertEqual(plan.upstreamHead.headers.fields.map(\.name), ["Host", "X-Forwarded-For", "Accept"])
+        XCTAssertEqual(plan.droppedHeaderNames, ["X_Forwarded_For", "Transfer_Encoding", "_"])
+        XCTAssertEqual(plan.bodyFraming, .none)
+
+        plan = try make("GET", "/x", fields, allowUnderscores: true)
+        XCTAssertEqual(plan.upstreamHead.headers.fields.map(\.name),
+                       ["Host", "X_Forwarded_For", "X-Forwarded-For", "Transfer_Encoding", "_", "Accept"])
+        XCTAssertEqual(plan.droppedHeaderNames, [])
+    }
+
+    func testTokenHeaderWithUnderscoreIsTheProxysOwn() throws {
+        let settings = TokenSettings(query: "k", header: "X_Auth", scheme: "")
+        let plan = try make("GET", "/x?k=mine", [("Host", "a"), ("X_Auth", "forged")], token: settings)
+        XCTAssertEqual(plan.upstreamHead.headers.values("X_Auth"), ["mine"])
+    }
+}
+
+/// Issue 17 item 5: response heads the proxy sends.
+final class ResponseHygieneTests: XCTestCase {
+    private func clientHead(_ status: Int, _ fields: [(String, String)], method: String = "GET",
+                            version: HTTPVersion = .http11) throws -> ResponseHead {
+        let request = RequestHead(method: method, target: "/s", version: version, headers: HTTPHeaders([("Host", "a")]))
+        let response = ResponseHead(version: .http11, status: status, reason: "R", headers: HTTPHeaders(fields))
+        let plan = try ResponsePlan.make(response: response, request: request, clientKeepAlive: true,
+                                         heartbeatInterval: .seconds(15))
+        return HeaderPolicy.clientResponse(response, plan: plan)
+    }
+
+    func testNoContentLengthOn204() throws {
+        for fields in [[("Content-Length", "0")], [("Content-Length", "5")], [("Content-Length", "0"), ("Content-Length", "0")]] {
+            let head = try clientHead(204, fields + [("X-A", "1")])
+            XCTAssertFalse(head.headers.contains("Content-Length"), "\(fields)")
+            XCTAssertEqual(head.headers["X-A"], "1")
+        }
+        // 304 may state the selected representation's length (RFC 9110 8.6)
+        XCTAssertEqual(try clientHead(304, [("Content-Length", "7")]).headers.values("Content-Length"), ["7"])
+    }
+
+    func testInterimResponsesLoseContentLengthAndHopByHopFields() {
+        let head = ResponseHead(version: .http11, status: 103, reason: "Early Hints",
+                                headers: HTTPHeaders([("Link", "</a.css>; rel=preload"), ("Content-Length", "0"),
+                                                      ("Connection", "X-Hop"), ("X-Hop", "1")]))
+        let out = HeaderPolicy.interimResponse(head)
+        XCTAssertEqual(out.headers.fields.map(\.name), ["Link"])
+        XCTAssertEqual(out.status, 103)
+    }
+
+    func testHeadOfEventStreamGetsTheSameHeadersAsGet() throws {
+        for version in [HTTPVersion.http11, .http10] {
+            for fields in [[("Content-Type", "text/event-stream"), ("Cache-Control", "private"), ("X-Accel-Buffering", "yes")],
+                           [("Content-Type", "text/event-stream; charset=utf-8"), ("Content-Length", "100")],
+                           [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")]] {
+                let get = try clientHead(200, fields, method: "GET", version: version)
+                let head = try clientHead(200, fields, method: "HEAD", version: version)
+                let label = "\(version) \(fields)"
+                XCTAssertEqual(head.headers.values("Cache-Control"), ["no-cache"], label)
+                XCTAssertEqual(head.headers.values("X-Accel-Buffering"), ["no"], label)
+                XCTAssertEqual(head.headers.values("Content-Length"), [], label)
+                // equal except for Connection (GET to a 1.0 client ends by close)
+                let endToEnd = { (h: ResponseHead) in h.headers.fields.filter { $0.name != "Connection" } }
+                XCTAssertEqual(endToEnd(head), endToEnd(get), label)
+            }
+        }
+        // a HEAD of something else keeps its headers
+        let plain = try clientHead(200, [("Content-Type", "text/plain"), ("Content-Length", "9")], method: "HEAD")
+        XCTAssertEqual(plain.headers.values("Content-Length"), ["9"])
+        XCTAssertFalse(plain.headers.contains("X-Accel-Buffering"))
+    }
+}

@@ -102,4 +102,24 @@ final class RouterTests: XCTestCase {
         XCTAssertEqual(r.fallback.heartbeat, HeartbeatSettings())
         XCTAssertEqual(r.upstream(for: r.fallback), Config().upstream)
     }
+
+    /// Issue 17: every spelling of a path takes the route of its normalised form.
+    func testRoutesOnTheNormalisedPath() throws {
+        let router = try makeRouter("""
+        routes:
+          - path: /tok
+            token: {}
+          - path: /other
+        """)
+        let cases: [(String, String)] = [
+            ("/tok/echo", "/tok"), ("/%74ok/echo", "/tok"), ("//tok/echo", "/tok"), ("/./tok/echo", "/tok"),
+            ("/x/../tok/echo", "/tok"), ("http://a/tok/echo", "/tok"), ("/x/%2e%2e/tok", "/tok"),
+            ("/tok/../x", "default"), ("/tok/%2E%2E/other/a", "/other"), ("/other/../tok", "/tok"),
+            // refused targets: the fallback (the plan answers 400)
+            ("/tok%2Fecho", "default"), ("/../tok", "default"), ("/tok/%00", "default"),
+        ]
+        for (path, name) in cases {
+            XCTAssertEqual(router.route(for: path[...]).name, name, path)
+        }
+    }
 }

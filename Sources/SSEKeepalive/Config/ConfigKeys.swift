@@ -247,6 +247,16 @@ enum ConfigKeys {
                 return "invalid route path \"\(TextEscape.message(path))\" (percent-encode non-ASCII characters, as clients send them)"
             }
         }
+        // Requests are routed on their normalised path (docs/routing.md): a route must be spelled that way to match.
+        let normal: String
+        do {
+            normal = try RequestTarget.normalisePath(Array(path.utf8)[...])
+        } catch {
+            return "invalid route path \"\(TextEscape.message(path))\" (\(error); no request could match it)"
+        }
+        if normal != path {
+            return "route path \"\(TextEscape.message(path))\" is not in normal form: requests are routed on \"\(TextEscape.message(normal))\""
+        }
         return nil
     }
 

@@ -25,7 +25,14 @@ extension BodyFraming {
             }
             return .chunked
         }
-        if hasCL { return .contentLength(try contentLength(head.headers)) }
+        if hasCL {
+            // RFC 9110 8.6 lets a recipient reject a repeated value: no client
+            // sends one, and a hop in front may have read it differently.
+            if head.headers.values("Content-Length").count > 1 || head.headers["Content-Length"]!.contains(",") {
+                throw .malformed("Content-Length given more than once")
+            }
+            return .contentLength(try contentLength(head.headers))
+        }
         return .none
     }
 

@@ -133,7 +133,7 @@ extension HeadParser {
                 return .complete(Layout(startLine: startLine!, fieldsStart: fieldsStart, fieldCount: fieldCount,
                                         version: version, headLength: lineEnd + 1))
             }
-            switch checkFieldLine(p, pos, contentEnd, complete: complete) {
+            switch checkFieldLine(p, pos, contentEnd, complete: complete, utf8Values: kind == .request) {
             case .failure(let error): return .failed(error)
             case .success(let isHost):
                 guard complete else { return incomplete(p, maxHeaderBytes) }
@@ -231,8 +231,11 @@ extension HeadParser {
     }
 
     /// field-line = field-name ":" OWS field-value OWS. Returns whether the
-    /// name is `Host` (only meaningful once complete).
-    static func checkFieldLine(_ p: UnsafeRawBufferPointer, _ s: Int, _ e: Int, complete: Bool) -> Result<Bool, HTTPParseError> {
+    /// name is `Host` (only meaningful once complete). With `utf8Values`
+    /// (requests), bytes above 0x7F must form UTF-8: header values are kept as
+    /// strings, and other bytes could not be forwarded unchanged.
+    static func checkFieldLine(_ p: UnsafeRawBufferPointer, _ s: Int, _ e: Int, complete: Bool,
+                               utf8Values: Bool = false) -> Result<Bool, HTTPParseError> {
         guard s < e else { return .success(false) }
         if HTTPBytes.isOWS(p[s]) { return .failure(.malformed("obs-fold or whitespace at start of header line")) }
         var i = s
@@ -247,13 +250,16 @@ extension HeadParser {
         let isHost = i - s == 4 && (p[s] | 0x20) == 0x68 && (p[s + 1] | 0x20) == 0x6F
             && (p[s + 2] | 0x20) == 0x73 && (p[s + 3] | 0x20) == 0x74
         var j = i + 1
+        var utf8 = UTF8Check()
         while j < e {
             let v = p[j]
             if !HTTPBytes.isFieldValueByte(v) {
                 return .failure(.malformed("invalid character \(HTTPBytes.describe(v)) in header value"))
             }
+            if utf8Values && !utf8.accept(v) { return .failure(.malformed("header value is not UTF-8")) }
             j += 1
         }
+        if utf8Values && complete && !utf8.isComplete { return .failure(.malformed("header value is not UTF-8")) }
         return .success(isHost)
     }
 }

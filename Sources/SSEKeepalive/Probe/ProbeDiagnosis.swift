@@ -106,6 +106,8 @@ public struct ProbeAnalysis: Sendable {
     /// Comments (heartbeats) already arriving: their median interval.
     public var observedHeartbeat: ProbeTime?
     public var buffering: ProbeBuffering
+    /// Set when the stream was the sidecar's diagnostic stream.
+    public var diagnostic: ProbeDiagnosticReading?
     public var hops: [ProbeHop]
     public var findings: [ProbeFinding] = []
     public var recommendation: ProbeRecommendation?
@@ -123,7 +125,8 @@ public struct ProbeAnalysis: Sendable {
     public static let commonIdleTimeouts = (low: 30, high: 120)
 
     public var healthy: Bool {
-        record.end == .durationReached && record.head?.isUsableStream == true
+        (record.end == .durationReached || (diagnostic?.reachedEnd == true && record.end == .responseComplete))
+            && record.head?.isUsableStream == true
             && !findings.contains { $0.severity == .problem }
     }
 
@@ -141,6 +144,7 @@ public struct ProbeAnalysis: Sendable {
         gaps = ProbeGaps(times: record.messages.map(\.time))
         buffering = ProbeBuffering(events: record.messages, reads: record.readLog)
         hops = record.head?.hops ?? []
+        diagnostic = ProbeDiagnosticReading(record)
         if let endAt = record.endAt {
             silenceBeforeEnd = endAt - (record.lastByteAt ?? record.connectedAt ?? 0)
         }
@@ -172,6 +176,7 @@ public struct ProbeAnalysis: Sendable {
         if let head = r.head { diagnoseHead(head) }
         diagnoseTiming()
         diagnoseBuffering()
+        if let diagnostic { diagnoseScript(diagnostic) }
         if r.end == .interrupted, let endAt = r.endAt {
             add("interrupted", .note, "interrupted after \(ProbeFormat.seconds(endAt)) s, before --duration ran out")
         }
@@ -225,6 +230,8 @@ public struct ProbeAnalysis: Sendable {
         }
 
         guard let end = r.end, end.isServerSide, let endAt = r.endAt, let silence = silenceBeforeEnd else { return }
+        // The diagnostic script ends its own stream when it is done.
+        if end == .responseComplete && diagnostic?.reachedEnd == true { return }
         let lifetime = endAt - connected
         let evidence = "last byte at \(Self.s(r.lastByteAt ?? connected)) s, \(verb) at \(Self.s(endAt)) s; "
             + "longest earlier silence \(Self.s(r.longestReadGap)) s, \(r.reads) reads"
@@ -275,6 +282,35 @@ public struct ProbeAnalysis: Sendable {
         } else if buffering.bursts.count == 1, let b = buffering.bursts.first {
             add("burst", .note, "one burst of \(b.count) events after \(Self.rough(b.gapBefore)) s of quiet: "
                 + "the server's own batching or a buffer on the path; probe longer to tell")
+        }
+    }
+
+    /// The diagnostic stream's own measurements.
+    private mutating func diagnoseScript(_ d: ProbeDiagnosticReading) {
+        let sizes = "\(d.sizes.count) events of growing size sent every few hundred ms"
+        if let threshold = d.bufferingThreshold {
+            add("buffer_threshold", .problem,
+                "the path held the diagnostic stream until about \(threshold) bytes had been sent: a buffer of that size "
+                + "sits on the path; events smaller than that wait for the next ones",
+                evidence: sizes + "; the first on time was the one that brought the total to \(threshold) bytes")
+        } else if let above = d.thresholdAbove {
+            add("buffer_threshold", .problem,
+                "the path held every event of the diagnostic stream, \(above) bytes in all: it buffers more than that",
+                evidence: sizes + ", none on time")
+        } else if !d.sizes.isEmpty {
+            add("buffer_threshold", .note, "nothing held: even the first, smallest event of the diagnostic stream arrived on time",
+                evidence: sizes)
+        }
+        var words = ""
+        if let longest = d.longestSurvivedSilence { words = "the path carried silences up to \(Self.rough(ProbeTime(longest) * 1_000_000)) s" }
+        if let fatal = d.fatalSilence {
+            words += (words.isEmpty ? "" : "; ") + "the stream was cut during the \(Self.rough(ProbeTime(fatal) * 1_000_000)) s silence"
+        } else if d.reachedEnd {
+            words += " (all of them: the script ran to its end)"
+        }
+        if !words.isEmpty {
+            add("silences", .note, words, evidence: "silences announced (ms): "
+                + d.silences.map(String.init).joined(separator: ", ") + "; survived: \(d.survivedSilences)")
         }
     }
 

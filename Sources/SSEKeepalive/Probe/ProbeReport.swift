@@ -227,6 +227,16 @@ public enum ProbeReport {
             object([("heartbeat", str(rec.heartbeat.description)), ("heartbeat_ms", "\(rec.heartbeat.milliseconds)"),
                     ("reason", str(rec.reason)), ("config", str(rec.config))])
         } ?? "null"
+        let diagnostic = a.diagnostic.map { d in
+            object([("buffering_threshold_bytes", d.bufferingThreshold.map { "\($0)" } ?? "null"),
+                    ("threshold_above_bytes", d.thresholdAbove.map { "\($0)" } ?? "null"),
+                    ("size_events", "\(d.sizes.count)"),
+                    ("silences_ms", array(d.silences.map { "\($0)" })),
+                    ("survived_silences", "\(d.survivedSilences)"),
+                    ("longest_survived_silence_ms", d.longestSurvivedSilence.map { "\($0)" } ?? "null"),
+                    ("fatal_silence_ms", d.fatalSilence.map { "\($0)" } ?? "null"),
+                    ("reached_end", "\(d.reachedEnd)")])
+        } ?? "null"
         let tls = r.tls.map { t in
             object([("version", str(t.version)), ("cipher", str(t.cipher)), ("server_name", str(t.serverName)),
                     ("alpn", opt(t.alpn)), ("h2", "\(t.offersH2)"), ("verified", "\(t.verified)")])
@@ -256,6 +266,7 @@ public enum ProbeReport {
             ("head_held_s", optSecs(a.headHeldFor)),
             ("observed_heartbeat_s", optSecs(a.observedHeartbeat)),
             ("buffering", buffering),
+            ("diagnostic", diagnostic),
             ("findings", findings),
             ("recommendation", recommendation),
             ("messages", messages),

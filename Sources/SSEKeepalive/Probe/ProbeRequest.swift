@@ -140,6 +140,13 @@ public struct ProbeOptions: Equatable, Sendable {
 
     public static let defaultDuration = "5m"
 
+    /// The shortest --duration for --through-sidecar: the size events and a second to spare.
+    public static var minimumDiagnosticDuration: Int {
+        var p = DiagnosticScript.Parameters()
+        p.silenceTo = 0
+        return p.duration + 1000
+    }
+
     public init(url: ProbeURL, headers: [HTTPHeaders.Field] = [], lastEventID: String? = nil,
                 duration: ProbeTime = 300_000_000_000, cacert: String? = nil, insecure: Bool = false,
                 connectTo: [ProbeConnectTo] = []) {
@@ -155,7 +162,7 @@ public struct ProbeOptions: Equatable, Sendable {
     /// From the raw arguments; the error says what to fix.
     public static func parse(url: String, headers: [String] = [], duration: String = defaultDuration,
                              lastEventID: String? = nil, cacert: String? = nil, insecure: Bool = false,
-                             connectTo: [String] = []) throws(ProbeUsageError) -> ProbeOptions {
+                             connectTo: [String] = [], throughSidecar: Bool = false) throws(ProbeUsageError) -> ProbeOptions {
         let parsedURL = try ProbeURL.parse(url)
         var fields: [HTTPHeaders.Field] = []
         for h in headers { fields.append(try ProbeRequest.parseHeader(h)) }
@@ -171,7 +178,17 @@ public struct ProbeOptions: Equatable, Sendable {
         }
         var rules: [ProbeConnectTo] = []
         for c in connectTo { rules.append(try ProbeConnectTo.parse(c)) }
-        return ProbeOptions(url: parsedURL, headers: fields, lastEventID: lastEventID,
+        var url = parsedURL
+        if throughSidecar {
+            let ms = Int(span.milliseconds)
+            guard let query = DiagnosticScript.query(fitting: ms) else {
+                throw ProbeUsageError("--through-sidecar needs a --duration of at least \(TimeSpan(milliseconds: minimumDiagnosticDuration))")
+            }
+            if !url.target.contains("silence_to=") {
+                url.target += (url.target.contains("?") ? "&" : "?") + query
+            }
+        }
+        return ProbeOptions(url: url, headers: fields, lastEventID: lastEventID,
                             duration: ProbeTime(span.milliseconds) * 1_000_000, cacert: cacert, insecure: insecure,
                             connectTo: rules)
     }

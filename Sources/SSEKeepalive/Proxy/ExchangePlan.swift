@@ -10,22 +10,57 @@ public struct RequestPlan: Equatable, Sendable {
     public var clientKeepAlive: Bool
     /// The protocol the client asks to switch to (`Upgrade` with `Connection: upgrade`), if any.
     public var upgrade: String?
+    /// The normalised path: the route is picked on it, and it is the path sent upstream.
+    public var routingPath: String
+    /// Names of request fields not forwarded because they contain `_` (for a debug log and a metric).
+    public var droppedHeaderNames: [String] = []
+
+    /// Methods the proxy answers itself instead of forwarding: a reverse proxy
+    /// does not open tunnels to arbitrary hosts.
+    public static let refusedMethods: Set<String> = ["CONNECT"]
 
     /// `token`: the route's query-token settings, if it has them (docs/behaviour.md, "Query token").
-    public static func make(_ request: RequestHead, token: TokenSettings? = nil) throws(HTTPParseError) -> RequestPlan {
+    /// `allowUnderscoreHeaders`: forward field names containing `_` (dropped by
+    /// default: CGI-style servers read `X_Foo` and `X-Foo` as the same variable).
+    public static func make(
+        _ request: RequestHead, token: TokenSettings? = nil, allowUnderscoreHeaders: Bool = false
+    ) throws(HTTPParseError) -> RequestPlan {
+        if refusedMethods.contains(request.method) {
+            throw .malformed("\(request.method) is not supported by this proxy")
+        }
+        let target: RequestTarget
+        do {
+            target = try RequestTarget(request.target, method: request.method, host: request.headers["Host"])
+        } catch {
+            throw .malformed(error.description)
+        }
         let framing = try BodyFraming.request(request)
         let upgrade = upgradeRequested(request)
         var rewritten = request
+        rewritten.target = target.originForm
+        if let authority = target.authority, !request.headers.contains("Host") {
+            // An HTTP/1.0 absolute-form request names its host only in the target.
+            rewritten.headers.add("Host", authority)
+        }
+        var dropped: [String] = []
+        if !allowUnderscoreHeaders {
+            rewritten.headers.removeAll { field in
+                guard field.name.utf8.contains(UInt8(ascii: "_")) else { return false }
+                dropped.append(field.name)
+                return true
+            }
+        }
         if let token {
             do {
-                rewritten = try TokenRewrite.apply(to: request, settings: token)
+                rewritten = try TokenRewrite.apply(to: rewritten, settings: token)
             } catch {
                 throw .malformed(error.description)
             }
         }
         let upstream = HeaderPolicy.upstreamRequest(rewritten, target: rewritten.target, bodyFraming: framing, upgrade: upgrade)
         return RequestPlan(upstreamHead: upstream, bodyFraming: framing,
-                           clientKeepAlive: wantsKeepAlive(request), upgrade: upgrade)
+                           clientKeepAlive: wantsKeepAlive(request), upgrade: upgrade,
+                           routingPath: target.path, droppedHeaderNames: dropped)
     }
 
     static func upgradeRequested(_ request: RequestHead) -> String? {
@@ -47,6 +82,9 @@ public struct ResponsePlan: Equatable, Sendable {
     /// becomes chunked for HTTP/1.1 clients and close-delimited for HTTP/1.0.
     public var clientFraming: BodyFraming
     public var isEventStream: Bool
+    /// The head gets the event-stream header policy (docs/behaviour.md, "Headers"): event streams,
+    /// and the answer to a `HEAD` whose `GET` would be one, so both heads agree.
+    public var eventStreamHeaders = false
     /// An event stream whose payload is content-coded: forwarded untouched, no heartbeats.
     public var isCompressedEventStream: Bool
     public var heartbeats: Bool
@@ -70,7 +108,9 @@ public struct ResponsePlan: Equatable, Sendable {
         }
         let upstreamFraming = try BodyFraming.response(response, requestMethod: request.method)
         let hasBody = upstreamFraming != .none && upstreamFraming != .contentLength(0)
-        let isEventStream = hasBody && HeaderPolicy.isEventStream(contentType: response.headers["Content-Type"])
+        let eventStreamType = HeaderPolicy.isEventStream(contentType: response.headers["Content-Type"])
+        let isEventStream = hasBody && eventStreamType
+        let headOfEventStream = request.method == "HEAD" && eventStreamType && response.status == 200
         let compressed = isEventStream && HeaderPolicy.isContentEncoded(response.headers)
 
         let clientFraming: BodyFraming
@@ -86,6 +126,7 @@ public struct ResponsePlan: Equatable, Sendable {
             upstreamFraming: upstreamFraming,
             clientFraming: clientFraming,
             isEventStream: isEventStream,
+            eventStreamHeaders: isEventStream || headOfEventStream,
             isCompressedEventStream: compressed,
             heartbeats: isEventStream && !compressed && heartbeatInterval != nil,
             keepAlive: clientKeepAlive && clientFraming != .closeDelimited,

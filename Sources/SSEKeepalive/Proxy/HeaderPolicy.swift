@@ -67,6 +67,20 @@ public enum HeaderPolicy {
         return RequestHead(method: request.method, target: target, version: .http11, headers: headers)
     }
 
+    /// RFC 9110 section 8.6: no Content-Length in 1xx and 204 responses.
+    static func statusAllowsContentLength(_ status: Int) -> Bool {
+        status >= 200 && status != 204
+    }
+
+    /// The head of an interim (1xx, not 101) response sent to the client:
+    /// hop-by-hop fields removed and no Content-Length.
+    public static func interimResponse(_ response: ResponseHead) -> ResponseHead {
+        var headers = response.headers
+        removeHopByHop(&headers)
+        headers.remove("Content-Length")
+        return ResponseHead(version: .http11, status: response.status, reason: response.reason, headers: headers)
+    }
+
     /// The head sent to the client for an upstream response.
     public static func clientResponse(
         _ response: ResponseHead, plan: ResponsePlan
@@ -74,16 +88,21 @@ public enum HeaderPolicy {
         var headers = response.headers
         let upgrade = response.headers["Upgrade"]
         removeHopByHop(&headers)
+        if !statusAllowsContentLength(response.status) { headers.remove("Content-Length") }
         if plan.isTunnel {
             if let upgrade { headers.add("Upgrade", upgrade) }
             headers.add("Connection", "upgrade")
             return ResponseHead(version: .http11, status: response.status, reason: response.reason, headers: headers)
         }
-        if plan.isEventStream {
+        if plan.eventStreamHeaders {
             headers.remove("Content-Length")
             headers.remove("X-Accel-Buffering")
             headers.set("Cache-Control", "no-cache")
             headers.add("X-Accel-Buffering", "no")
+            if !plan.isEventStream && plan.clientVersion == .http11 {
+                // HEAD: the framing a GET would get (RFC 9110 section 9.3.2), without a body.
+                headers.add("Transfer-Encoding", "chunked")
+            }
         }
         switch plan.clientFraming {
         case .chunked:

@@ -1,8 +1,10 @@
 // Picks the route for a request path (docs/configuration.md, "Routes").
 
 /// Routes in file order plus the fallback. Matching is segment-aware prefix
-/// matching on the raw path (no query string), case-sensitive, and
-/// allocation-free.
+/// matching, case-sensitive, on the normalised path (`RequestTarget`: no
+/// query, no dot segments, no repeated slashes, unreserved escapes decoded),
+/// the same path `RequestPlan` sends upstream. Allocation-free for a path
+/// already in normal form.
 public struct Router: Sendable {
     public let routes: [RouteConfig]
     /// Used for paths no route matches: path "/", name "default", the
@@ -17,8 +19,17 @@ public struct Router: Sendable {
         fallback = RouteConfig(path: "/", upstream: nil, heartbeat: config.heartbeat, token: nil, isFallback: true)
     }
 
-    /// The first matching route in file order, else `fallback`.
+    /// The first route in file order matching the normalised form of `path`
+    /// (a raw path, a whole target, or `RequestPlan.routingPath`: normalising
+    /// is idempotent), else `fallback`. A path that cannot be normalised gets
+    /// the fallback: its request is refused by `RequestPlan` anyway.
     public func route(for path: Substring) -> RouteConfig {
+        if RequestTarget.isNormalPath(path) { return firstMatch(path) }
+        guard let normalised = RequestTarget.routingPath(path) else { return fallback }
+        return firstMatch(normalised[...])
+    }
+
+    private func firstMatch(_ path: Substring) -> RouteConfig {
         for r in routes where Self.matches(prefix: r.path, path: path) {
             return r
         }
