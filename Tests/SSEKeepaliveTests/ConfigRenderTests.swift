@@ -45,6 +45,10 @@ final class ConfigRenderTests: XCTestCase {
               interval: 30s
               comment: "heartbeat"
               blank_line: true
+              on_open: true
+              padding: 0
+            retry: off
+            max_stream_duration: off
             token:
               query: "access_token"
               header: "Authorization"
@@ -56,6 +60,12 @@ final class ConfigRenderTests: XCTestCase {
             # upstream: "127.0.0.1:3000" (inherited)
             heartbeat:
               interval: off
+              comment: "heartbeat"
+              blank_line: true
+              on_open: true
+              padding: 0
+            retry: off
+            max_stream_duration: off
 
         """), text)
     }

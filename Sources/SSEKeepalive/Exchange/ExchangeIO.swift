@@ -58,6 +58,8 @@ public protocol ExchangeIO: AnyObject {
     func now() -> Int
     /// An errno in words (strerror), for logs and error pages.
     func describe(errno: Int32) -> String
+    /// A uniform random number in 0..<n (n > 0): spreads retry hints and stream end times.
+    func random(below n: Int) -> Int
     /// Connects to `address`, or takes an idle pooled connection to it when `pooled`.
     func openUpstream(_ address: SocketAddressSpec, pooled: Bool) -> UpstreamOpening
     /// Carries out one action, at once.
@@ -120,6 +122,10 @@ public enum ExchangeEnding: String, Equatable, Sendable, CaseIterable {
     case error
     /// A timeout ended it (connect, response head, idle slow client).
     case timeout
+    /// An event stream ended for a shutdown (at an event boundary, or cut when the grace was over).
+    case shutdown
+    /// An event stream ended at an event boundary after `max_stream_duration`.
+    case maxDuration = "max_duration"
 }
 
 /// A finished exchange, as the access log shows it (the target already redacted).
@@ -139,6 +145,10 @@ public enum ExchangeMetric: Equatable, Sendable {
     case streamOpened(route: String)
     case streamClosed(route: String)
     case heartbeat(route: String)
+    /// A heartbeat was due while the stream stood mid-line or after a CR.
+    case heartbeatDeferred(route: String)
+    /// An event stream ended for `reason` (shutdown, max duration).
+    case streamEnded(route: String, reason: ExchangeEnding)
     case requestFinished(route: String, code: Int)
     case upstreamError(route: String, kind: UpstreamErrorKind)
     case clientDisconnected(ClientDisconnectKind)
@@ -148,6 +158,8 @@ public enum ExchangeMetric: Equatable, Sendable {
         case .streamOpened(let route): metrics.streamOpened(route: route)
         case .streamClosed(let route): metrics.streamClosed(route: route)
         case .heartbeat(let route): metrics.heartbeatWritten(route: route)
+        case .heartbeatDeferred(let route): metrics.heartbeatsDeferred[route, default: 0] += 1
+        case .streamEnded(let route, let reason): metrics.streamsEnded[RouteEnding(route: route, reason: reason.rawValue), default: 0] += 1
         case .requestFinished(let route, let code): metrics.requestFinished(route: route, code: code)
         case .upstreamError(let route, let kind): metrics.upstreamError(route: route, kind: kind)
         case .clientDisconnected(let kind): metrics.clientDisconnected(kind)

@@ -17,6 +17,8 @@ public struct Router: Sendable {
         routes = config.routes
         defaultUpstream = config.upstream
         fallback = RouteConfig(path: "/", upstream: nil, heartbeat: config.heartbeat, token: nil, isFallback: true)
+        fallback.retry = config.retry
+        fallback.maxStreamDuration = config.maxStreamDuration
     }
 
     /// The first route in file order matching the normalised form of `path`

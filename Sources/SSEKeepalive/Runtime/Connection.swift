@@ -138,6 +138,8 @@ extension Connection: ExchangeIO {
 
     func describe(errno code: Int32) -> String { SocketErrors.describe(code) }
 
+    func random(below n: Int) -> Int { Int.random(in: 0..<n) }
+
     func openUpstream(_ spec: SocketAddressSpec, pooled: Bool) -> UpstreamOpening {
         upstreamAddress = spec
         if pooled, let channel = worker.upstreamPool.take(spec) {
