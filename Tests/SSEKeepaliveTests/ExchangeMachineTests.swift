@@ -201,7 +201,7 @@ final class ExchangeMachineTests: XCTestCase {
         h.clientSends("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         h.upstreamFails(.failed(errno: 111))
         XCTAssertTrue(h.clientText.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"))
-        XCTAssertTrue(h.actions.contains(.releaseUpstream(toPool: false)))
+        XCTAssertTrue(h.actions.contains(.releaseUpstream(pool: nil)))
         XCTAssertEqual(h.upstream, .none)
         assertClean(h)
     }

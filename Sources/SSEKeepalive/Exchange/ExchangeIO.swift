@@ -96,8 +96,8 @@ public enum ExchangeAction: Equatable, Sendable {
     case flush(Side)
     /// Half-close: `side` reads EOF after what was written.
     case shutdownWrite(Side)
-    /// Give the upstream connection back to the pool (true) or close it.
-    case releaseUpstream(toPool: Bool)
+    /// Give the upstream connection back to the pool of its address, or (nil) close it.
+    case releaseUpstream(pool: SocketAddressSpec?)
     /// Start (or restart) the connection's one timer. `common`: a span many
     /// connections share (a configured interval or timeout), re-armed in O(1).
     case armTimer(TimeSpan, common: Bool)

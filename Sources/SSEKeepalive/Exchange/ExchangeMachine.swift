@@ -301,7 +301,7 @@ public struct ExchangeMachine {
         case .connected(reused: true, retryHead: let head?):
             // A pooled connection the upstream had closed: once more on a new one.
             io.perform(.log(.debug, .staleUpstreamRetried))
-            io.perform(.releaseUpstream(toPool: false))
+            io.perform(.releaseUpstream(pool: nil))
             exchange.link = .none
             _ = openUpstream(exchange, head: head, pooled: false, io)
         case .connecting:
@@ -565,7 +565,7 @@ public struct ExchangeMachine {
         io.perform(.flush(.upstream))
         let reusable = plan.upstreamReusable && !draining && exchange.request.isComplete
             && io.inputCount(.upstream) == 0 && io.outputCount(.upstream) == 0
-        io.perform(.releaseUpstream(toPool: reusable))
+        io.perform(.releaseUpstream(pool: reusable ? exchange.startRoute.upstream : nil))
         exchange.link = .none
     }
 
@@ -841,7 +841,7 @@ public struct ExchangeMachine {
         }
         state = .closing
         if exchange.link.isAttached {
-            io.perform(.releaseUpstream(toPool: false))
+            io.perform(.releaseUpstream(pool: nil))
             exchange.link = .none
         }
         if exchange.isEventStream {

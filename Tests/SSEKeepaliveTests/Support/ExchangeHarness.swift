@@ -318,7 +318,7 @@ final class ExchangeHarness: ExchangeIO {
             if side == .client { flushClient() } else { flushUpstream() }
         case .shutdownWrite(let side):
             shutdownWrites.append(side)
-        case .releaseUpstream(let toPool):
+        case .releaseUpstream(let pool):
             guard upstream != .none else { return fail("release without an upstream") }
             upstream = .none
             upstreamIn.removeAll()
@@ -326,7 +326,7 @@ final class ExchangeHarness: ExchangeIO {
             upstreamSocket.removeAll()
             upstreamSentEOF = false
             reading[.upstream] = false
-            if toPool {
+            if pool != nil {
                 givenToPool += 1
                 poolIdle += 1
             }
