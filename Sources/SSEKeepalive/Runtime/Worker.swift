@@ -217,6 +217,14 @@ final class Worker: @unchecked Sendable {
         }
     }
 
+    /// Hook for the connection: call it when `timeouts.connect` expires on an
+    /// upstream channel that is still connecting, before closing it. Connect
+    /// errors are reported by the channel itself; a timeout is not an error
+    /// the socket sees.
+    func upstreamConnectTimedOut(_ channel: Channel) {
+        channel.reportConnectFailure()
+    }
+
     func forget(_ connection: Connection) {
         guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
         openConnections.decrement()
