@@ -23,6 +23,7 @@ public enum ExchangeLogEvent: Equatable, Sendable {
     case heartbeatDeferred(route: String, idle: TimeSpan)
     case streamEnded(ExchangeEnding)
     case endedForShutdown
+    case diagnosticStream(route: String, seconds: Int)
     case tunnelOpen
     case requestHeadTimeout(TimeSpan)
     case keepAliveIdleClosed
@@ -66,6 +67,7 @@ public enum ExchangeLogEvent: Equatable, Sendable {
             return "heartbeat on route \(route) deferred: the stream stands mid-line, \(idle) since its last write"
         case .streamEnded(let reason): return "event stream ended at an event boundary (\(reason.rawValue))"
         case .endedForShutdown: return "event stream ended for shutdown"
+        case .diagnosticStream(let route, let seconds): return "diagnostic stream on route \(route) for \(seconds) s"
         case .tunnelOpen: return "tunnel open"
         case .requestHeadTimeout(let span): return "client \(peer) sent no complete request head in \(span)"
         case .keepAliveIdleClosed: return "idle keep-alive connection closed"

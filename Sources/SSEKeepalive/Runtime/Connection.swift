@@ -142,6 +142,10 @@ extension Connection: ExchangeIO {
 
     func random(below n: Int) -> Int { Int.random(in: 0..<n) }
 
+    func diagnosticAdmit() -> DiagnosticLimiter.Decision { worker.diagnosticAdmit(now: now()) }
+
+    func diagnosticEnded() { worker.diagnosticEnded() }
+
     func openUpstream(_ spec: SocketAddressSpec, pooled: Bool) -> UpstreamOpening {
         if pooled, let channel = worker.upstreamPool.take(spec) {
             channel.delegate = self
