@@ -12,8 +12,6 @@ public final class Exchange {
     /// The request line only: header fields are not kept once the upstream head is built.
     let method: String
     let target: String
-    /// The normalised path the route was picked on (again on reload).
-    let routingPath: String
     let startedAt: Int
     var bytesSent = 0
 
@@ -37,7 +35,6 @@ public final class Exchange {
         self.startRoute = route
         self.method = request.method
         self.target = request.target
-        self.routingPath = plan.routingPath
         self.startedAt = startedAt
         self.isHTTP10 = request.version == .http10
         self.clientKeepAlive = plan.clientKeepAlive

@@ -114,8 +114,8 @@ public enum ExchangeAction: Equatable, Sendable {
     case disarmTimer
     case log(LogLevelName, ExchangeLogEvent)
     case count(ExchangeMetric)
-    /// The access-log line of a finished exchange.
-    case accessLog(ExchangeSummary)
+    /// The access-log line of a finished exchange (the runtime adds the client's address).
+    case accessLog(AccessLogEntry)
     /// Free everything the connection holds; nothing follows.
     case close
 }
@@ -136,18 +136,6 @@ public enum ExchangeEnding: String, Equatable, Sendable, CaseIterable {
     case shutdown
     /// An event stream ended at an event boundary after `max_stream_duration`.
     case maxDuration = "max_duration"
-}
-
-/// A finished exchange, as the access log shows it (the target already redacted).
-public struct ExchangeSummary: Equatable, Sendable {
-    public var method: String
-    public var target: String
-    public var status: Int
-    public var bytesSent: Int
-    public var durationMs: Int
-    public var route: String
-    public var heartbeats: Int
-    public var ending: ExchangeEnding
 }
 
 /// Counter and gauge changes; the runtime adds them to its worker's metrics.

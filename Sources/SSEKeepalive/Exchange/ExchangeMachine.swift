@@ -16,7 +16,8 @@ public struct ExchangeMachine {
         /// After a 101: raw bytes both ways until both sides have closed.
         case tunneling(Exchange, Tunnel)
         /// A `diagnostic: true` route: the proxy answers with the diagnostic script itself.
-        case answering(Exchange, DiagnosticRun)
+        /// (Boxed: the machine lives in every connection, so its size is part of memory per stream.)
+        indirect case answering(Exchange, DiagnosticRun)
         /// Flushing the last bytes to the client, then closing.
         case closing
         case closed
@@ -121,7 +122,7 @@ public struct ExchangeMachine {
         let message = Self.describe(error)
         if config.accessLog {
             let page = ErrorPage.response(status: status, message: message)
-            io.perform(.accessLog(ExchangeSummary(
+            io.perform(.accessLog(AccessLogEntry(client: "",
                 method: "-", target: "-", status: status, bytesSent: page.count, durationMs: 0,
                 route: "-", heartbeats: 0, ending: .error)))
         }
@@ -721,7 +722,7 @@ public struct ExchangeMachine {
         self.table = table
         guard case .exchanging(let exchange) = state, case .streaming(var stream) = exchange.response,
               stream.tracksEvents else { return }
-        exchange.route = table.route(for: Substring(exchange.routingPath))
+        exchange.route = table.route(for: Substring(RequestTarget.routingPath(exchange.target) ?? String(exchange.requestLine.path)))
         stream.heartbeats = exchange.route.heartbeatInterval != nil
         exchange.response = .streaming(stream)
         // A drain or flush clock keeps running; it re-arms the stream's clock when it ends.
@@ -926,7 +927,7 @@ public struct ExchangeMachine {
         let status = exchange.status != 0 ? Int(exchange.status) : (ending == .clientClosed ? 499 : 502)
         io.perform(.count(.requestFinished(route: exchange.routeName, code: status)))
         guard exchange.table.config.accessLog else { return }
-        io.perform(.accessLog(ExchangeSummary(
+        io.perform(.accessLog(AccessLogEntry(client: "",
             method: exchange.method, target: exchange.table.redactor.redact(target: exchange.target),
             status: status, bytesSent: exchange.bytesSent, durationMs: io.now() - exchange.startedAt,
             route: exchange.routeName, heartbeats: Int(exchange.heartbeats), ending: ending)))

@@ -201,8 +201,9 @@ extension Connection: ExchangeIO {
             logger.log(level: level.swiftLogLevel, "conn \(id): \(event.message(peer: "\(peer)", describe: SocketErrors.describe))")
         case .count(let metric):
             metric.apply(to: &worker.metrics)
-        case .accessLog(let summary):
-            AccessLogEntry(client: "\(peer)", summary: summary).log(to: logger, format: worker.settings.config.logFormat)
+        case .accessLog(var entry):
+            entry.client = "\(peer)"
+            entry.log(to: logger, format: worker.settings.config.logFormat)
         case .close:
             dropUpstream(pool: nil)
             event_free(timer)

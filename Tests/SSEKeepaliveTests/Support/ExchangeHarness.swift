@@ -55,7 +55,7 @@ final class ExchangeHarness: ExchangeIO {
     var actions: [ExchangeAction] = []
     var logs: [(level: LogLevelName, event: ExchangeLogEvent)] = []
     var metrics = MetricsSnapshot()
-    var accessLog: [ExchangeSummary] = []
+    var accessLog: [AccessLogEntry] = []
     /// The first thing the machine asked that the real runtime could not do.
     var violation: String?
 
