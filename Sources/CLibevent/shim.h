@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/eventfd.h>
+#include <poll.h>
 #include <event2/event.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>

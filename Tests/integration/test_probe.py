@@ -160,6 +160,9 @@ def test_buffering_nginx_is_flagged_by_bursts(upstream, start_nginx):
     assert b["send_time"] is None
     assert b["detected"] and b["method"] == "bursts", b
     assert len(b["bursts"]) >= 2 and all(x["events"] >= 3 and x["gap_before_s"] >= 0.5 for x in b["bursts"])
+    # Bursts carry about one of nginx's 1k buffers at a time (wire bytes, chunk framing included).
+    assert 500 <= b["burst_bytes"] <= 8192, b["burst_bytes"]
+    assert "the bursts carry about" in message(r, "buffering")
     assert "buffering" in codes(r, "problem")
 
 

@@ -132,6 +132,8 @@ public struct Config: Equatable, Sendable {
     public var shutdownGrace: TimeSpan = .seconds(10)
     /// `reload.watch`: reload when the config file changes on disk, as on SIGHUP.
     public var reloadWatch = false
+    /// How often upstream host names are looked up again; nil: only at start and reload.
+    public var upstreamResolve: TimeSpan? = .seconds(30)
     /// nil: no admin listener.
     public var adminListen: SocketAddressSpec? = .inet(host: "127.0.0.1", port: 9090)
 

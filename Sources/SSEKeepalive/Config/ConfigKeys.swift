@@ -25,7 +25,8 @@ import Yams
 enum ConfigKeys {
     /// The top level, in the order `check` prints it.
     static var topKeys: [ConfigKey<Config>] {
-        [listen, .address("upstream", \.upstream, allowUnix: true), workers]
+        [listen, .address("upstream", \.upstream, allowUnix: true),
+         .durationOrOff("upstream_resolve", \.upstreamResolve), workers]
             + inherited.map(\.top)
             + [
                 .section("log", keys: logKeys),

@@ -46,33 +46,14 @@ public struct AccessLogEntry: Equatable, Sendable {
         self.ending = ending
     }
 
-    /// The message for the log line.
-    ///
-    /// text: `access 127.0.0.1:5555 "GET /x?token=[REDACTED]" 200 1234B 15ms route=/events heartbeats=3 end=complete`
+    /// The message of the text log line:
+    /// `access 127.0.0.1:5555 "GET /x?token=[REDACTED]" 200 1234B 15ms route=/events heartbeats=3 end=complete`
     /// (in the quoted request and the route, `"`, `\` and control characters
-    /// are written as `\"`, `\\`, `\xHH`, so one entry is always one line).
-    ///
-    /// json: a standalone object with the fields in this order:
-    /// `{"client":"127.0.0.1:5555","method":"GET","target":"/x?token=[REDACTED]","status":200,"bytes_sent":1234,"duration_ms":15,"route":"/events","heartbeats":3,"end":"complete"}`.
-    public func line(format: LogFormat) -> String {
-        switch format {
-        case .text:
-            return "access \(TextEscape.logField(client)) \"\(TextEscape.logField(method)) \(TextEscape.logField(target))\" \(status) \(bytesSent)B \(durationMs)ms"
-                + " route=\(TextEscape.logField(route)) heartbeats=\(heartbeats) end=\(ending.rawValue)"
-        case .json:
-            var out = "{\"client\":"
-            JSON.appendString(client, to: &out)
-            out += ",\"method\":"
-            JSON.appendString(method, to: &out)
-            out += ",\"target\":"
-            JSON.appendString(target, to: &out)
-            out += ",\"status\":\(status),\"bytes_sent\":\(bytesSent),\"duration_ms\":\(durationMs),\"route\":"
-            JSON.appendString(route, to: &out)
-            out += ",\"heartbeats\":\(heartbeats),\"end\":"
-            JSON.appendString(ending.rawValue, to: &out)
-            out += "}"
-            return out
-        }
+    /// are written as `\"`, `\\`, `\xhh`, so one entry is always one line).
+    /// The JSON form is the handler's object with `metadata` as its fields.
+    public var textLine: String {
+        "access \(TextEscape.logField(client)) \"\(TextEscape.logField(method)) \(TextEscape.logField(target))\" \(status) \(bytesSent)B \(durationMs)ms"
+            + " route=\(TextEscape.logField(route)) heartbeats=\(heartbeats) end=\(ending.rawValue)"
     }
 
     /// The fields as log metadata (numbers as numbers), keys as in the JSON line.
@@ -90,14 +71,14 @@ public struct AccessLogEntry: Equatable, Sendable {
         ]
     }
 
-    /// Logs the entry at `info`. text: the `line(format: .text)` message, no
+    /// Logs the entry at `info`. text: the `textLine` message, no
     /// metadata. json: message `access` with the fields as metadata, so the
     /// handler's object is flat:
     /// `{"ts":"…","level":"info","msg":"access","bytes_sent":1234,"client":"…",…}`
     /// (metadata keys sorted, as for every JSON line).
     public func log(to logger: Logger, format: LogFormat) {
         switch format {
-        case .text: logger.info("\(line(format: .text))")
+        case .text: logger.info("\(textLine)")
         case .json: logger.info("access", metadata: metadata)
         }
     }

@@ -220,3 +220,39 @@ public struct DiagnosticLimiter: Sendable {
         running = max(0, running - 1)
     }
 }
+
+/// What a `diagnostic: true` route answers, decided before anything is
+/// written: the script's stream, or a short error page.
+public enum DiagnosticAnswer: Equatable, Sendable {
+    /// Write `head`, then perform the script's steps (payload framed as
+    /// `chunked` says), no heartbeats, then end the response.
+    case stream(head: [UInt8], chunked: Bool, script: DiagnosticScript)
+    /// A complete response that closes the connection.
+    case error([UInt8])
+
+    /// `query` without the `?`; `limiter` is asked only for a valid request.
+    public static func decide(method: String, version: HTTPVersion, query: String?, limiter: inout DiagnosticLimiter,
+                              now: Int64) -> DiagnosticAnswer {
+        guard method == "GET" else {
+            return .error(ErrorPage.response(status: 405, message: "the diagnostic stream answers GET only",
+                                             headers: [("Allow", "GET")]))
+        }
+        let parameters: DiagnosticScript.Parameters
+        switch DiagnosticScript.parse(query: query) {
+        case .failure(let error):
+            return .error(ErrorPage.response(status: 400, message: "diagnostic stream: \(error.description)"))
+        case .success(let p):
+            parameters = p
+        }
+        if case .refuse(let seconds) = limiter.request(now: now) {
+            return .error(ErrorPage.response(status: 429, message: "too many diagnostic streams; retry in \(seconds) s",
+                                             headers: [("Retry-After", "\(seconds)")]))
+        }
+        let chunked = version == .http11
+        // The headers the sidecar gives every event stream, so the path treats it the same.
+        var head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache, no-transform\r\n"
+            + "X-Accel-Buffering: no\r\n"
+        head += chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n"
+        return .stream(head: Array(head.utf8), chunked: chunked, script: DiagnosticScript(parameters))
+    }
+}

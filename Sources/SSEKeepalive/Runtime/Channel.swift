@@ -35,6 +35,8 @@ final class Channel {
     private var interest: Int16 = 0
     private var reading = false
     private var connecting = false
+    /// While connecting to one of a host name's addresses: which one (told how it went).
+    private var connectingTo: (UpstreamCandidates, Int)?
     private(set) var isClosed = false
 
     /// Largest single read; what a read takes is sized by FIONREAD, so chains fit the data.
@@ -65,19 +67,23 @@ final class Channel {
 
     /// Starts a non-blocking connect; `channelConnected` or `channelClosed` follows.
     /// Returns nil with errno set when the socket cannot even be created or the connect fails at once.
+    /// For a host name, one of its addresses in turn; a failed connect is reported to them.
     static func connect(to address: ResolvedAddress, base: OpaquePointer, delegate: ChannelDelegate) -> Channel? {
-        let family = Int32(address.withSockaddr { sockaddr, _ in sockaddr.pointee.sa_family })
+        let target = address.connectTarget()
+        let family = Int32(target.withSockaddr { sockaddr, _ in sockaddr.pointee.sa_family })
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
-        let result = address.withSockaddr { Glibc.connect(fd, $0, socklen_t($1)) }
+        let result = target.withSockaddr { Glibc.connect(fd, $0, socklen_t($1)) }
         let code = sse_errno()
         guard result == 0 || code == EINPROGRESS, let channel = Channel(fd: fd, base: base, delegate: delegate) else {
             Glibc.close(fd)
+            target.candidates?.connectFailed(target.index)
             errno = code
             return nil
         }
         // Completion (even an immediate one) is reported from the loop, never from inside this call.
         channel.connecting = true
+        if let candidates = target.candidates { channel.connectingTo = (candidates, target.index) }
         channel.updateInterest()
         return channel
     }
@@ -136,6 +142,8 @@ final class Channel {
                 if getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &length) != 0 { code = sse_errno() }
                 guard code == 0 else { return fail(code) }
                 connecting = false
+                if let (candidates, index) = connectingTo { candidates.connected(index) }
+                connectingTo = nil
                 updateInterest()
                 delegate.channelConnected(self)
                 if isClosed { return }
@@ -179,6 +187,10 @@ final class Channel {
     }
 
     private func fail(_ code: Int32) {
+        if connecting, let (candidates, index) = connectingTo {
+            connectingTo = nil
+            candidates.connectFailed(index)
+        }
         reading = false
         updateInterest()
         delegate.channelClosed(self, error: code)

@@ -27,14 +27,24 @@ final class ProxySettings: @unchecked Sendable {
     private let routesByPath: [String: Route]
     let fallback: Route
 
-    init(config: Config) throws(ResolvedAddress.Failure) {
+    /// Every upstream address in use, by spec (what the resolver thread looks up again).
+    let upstreams: [SocketAddressSpec: ResolvedAddress]
+
+    /// `known`: addresses already looked up (by the resolver thread); the rest
+    /// are resolved now. `onConnectFailure`: told when a connect to a host
+    /// name's address fails.
+    init(config: Config, known: [SocketAddressSpec: ResolvedAddress] = [:],
+         onConnectFailure: (@Sendable () -> Void)? = nil) throws(ResolvedAddress.Failure) {
         self.config = config
         self.router = Router(config: config)
         self.redactor = Redactor(config: config)
         var resolved: [SocketAddressSpec: ResolvedAddress] = [:]
         func address(_ spec: SocketAddressSpec) throws(ResolvedAddress.Failure) -> ResolvedAddress {
-            if let known = resolved[spec] { return known }
-            let address = try ResolvedAddress(spec)
+            if let known = resolved[spec] ?? known[spec] {
+                resolved[spec] = known
+                return known
+            }
+            let address = try ResolvedAddress(spec, onConnectFailure: onConnectFailure)
             resolved[spec] = address
             return address
         }
@@ -46,6 +56,7 @@ final class ProxySettings: @unchecked Sendable {
         let fallbackConfig = router.fallback
         self.fallback = Route(config: fallbackConfig, name: fallbackConfig.name,
                               upstream: try address(router.upstream(for: fallbackConfig)))
+        self.upstreams = resolved
     }
 
     func route(for path: Substring) -> Route {

@@ -29,6 +29,13 @@ public final class Server: @unchecked Sendable {
     private var watcher: ConfigWatcher?
     /// A watcher switched off by a reload; kept until the next one (it may be the caller).
     private var retiredWatcher: ConfigWatcher?
+    /// Looks upstream host names up again off the loops; results arrive in `resolvedInbox`.
+    private let resolver: UpstreamResolver
+    private let resolvedInbox = ResolvedInbox()
+    /// The last good addresses of each upstream host name in use.
+    private var names: [SocketAddressSpec: NameResolution<AddressBytes>] = [:]
+    /// What the workers run with now (rebuilt when a name moves).
+    private var settings: ProxySettings
 
     /// Opens every listener (failing fast on a port in use) but serves nothing until `run()`.
     public init(config: Config, configPath: String?, logLevelOverride: LogLevelName?, watch: Bool = false,
@@ -44,6 +51,11 @@ public final class Server: @unchecked Sendable {
         self.watchOverride = watch
         self.logLevelOverride = logLevelOverride
         self.logger = logger
+        let inbox = resolvedInbox
+        let resolver = try UpstreamResolver(interval: config.upstreamResolve) { inbox.post($0) }
+        self.resolver = resolver
+        let settings = try Self.settings(for: config, resolver: resolver)
+        self.settings = settings
 
         // Signals first: a SIGHUP right after "listening on" must reload, not kill.
         let context = Unmanaged.passUnretained(self).toOpaque()
@@ -56,8 +68,8 @@ public final class Server: @unchecked Sendable {
         notifier = SystemdNotifier(base: control, logger: logger)
         workerStoppedEvent = event_new(control, -1, 0, workerStoppedCallback, context)
         shutdownTimer = event_new(control, -1, 0, shutdownTimerCallback, context)
-
-        let settings = try Self.settings(for: config)
+        resolvedInbox.event = event_new(control, -1, 0, resolvedCallback, context)
+        names = Self.hostNames(in: settings)
         let count = Self.workerCount(config.workers)
         let openConnections = ConnectionCount()
         let compressedStreamWarnings = WarnOnce()
@@ -96,6 +108,11 @@ public final class Server: @unchecked Sendable {
                 return 1
             }
         }
+        do { try resolver.start() } catch {
+            logger.critical("\(error.description)")
+            return 1
+        }
+        watchNames()
         // The sockets listen since init (connections queue); now workers accept them.
         notifier?.listenersOpen()
         event_base_loop(control, EVLOOP_NO_EXIT_ON_EMPTY)
@@ -147,13 +164,15 @@ public final class Server: @unchecked Sendable {
         let settings: ProxySettings
         do {
             newConfig = try ConfigLoader.load(path: configPath)
-            settings = try Self.settings(for: newConfig)
+            settings = try Self.settings(for: newConfig, resolver: resolver)
             try listen(on: newConfig.listen)
         } catch {
             logger.error("reload rejected, the running configuration stays: \(error)")
             rejection = "\(error)"
             return
         }
+        self.settings = settings
+        names = Self.hostNames(in: settings)
         let removed = listening.subtracting(newConfig.listen)
         let level = (logLevelOverride ?? newConfig.logLevel).swiftLogLevel
         for worker in workers {
@@ -177,6 +196,7 @@ public final class Server: @unchecked Sendable {
         }
         logger.logLevel = level
         config = newConfig
+        watchNames()
         logger.notice("configuration reloaded from \(newConfig.sourceFile ?? "built-in defaults")")
         do { try updateWatcher() } catch { logger.error("\(error)") }
     }
@@ -257,8 +277,74 @@ public final class Server: @unchecked Sendable {
 
     // MARK: Helpers
 
-    private static func settings(for config: Config) throws(ServerError) -> ProxySettings {
-        do { return try ProxySettings(config: config) } catch { throw ServerError(error.description) }
+    private static func settings(for config: Config, resolver: UpstreamResolver,
+                                 known: [SocketAddressSpec: ResolvedAddress] = [:]) throws(ServerError) -> ProxySettings {
+        var onFailure: (@Sendable () -> Void)?
+        if config.upstreamResolve != nil { onFailure = { resolver.connectFailed() } }
+        do {
+            return try ProxySettings(config: config, known: known, onConnectFailure: onFailure)
+        } catch {
+            throw ServerError(error.description)
+        }
+    }
+
+    // MARK: Upstream names that move
+
+    private static func hostNames(in settings: ProxySettings) -> [SocketAddressSpec: NameResolution<AddressBytes>] {
+        var names: [SocketAddressSpec: NameResolution<AddressBytes>] = [:]
+        for (spec, address) in settings.upstreams where address.candidates != nil {
+            names[spec] = NameResolution(addresses: address.addresses)
+        }
+        return names
+    }
+
+    /// `upstream_resolve: off` looks nothing up again (names resolve at start and reload only).
+    private func watchNames() {
+        resolver.watch(config.upstreamResolve == nil ? [] : Array(names.keys), interval: config.upstreamResolve)
+    }
+
+    /// On the control loop: lookups done by the resolver thread.
+    fileprivate func applyResolved() {
+        var moved = false
+        for (spec, lookup) in resolvedInbox.take() {
+            guard var name = names[spec] else { continue }  // from before a reload
+            let outcome: NameResolution<AddressBytes>.Outcome
+            var why = ""
+            switch lookup {
+            case .addresses(let addresses): outcome = name.resolved(addresses)
+            case .failure(let failure):
+                why = failure
+                outcome = name.failed()
+            }
+            names[spec] = name
+            let list = name.addresses.map(\.description).joined(separator: ", ")
+            switch outcome {
+            case .unchanged:
+                break
+            case .changed(_, let recovered):
+                moved = true
+                logger.notice("upstream \(spec)\(recovered ? " resolves again and" : "") now resolves to \(list)")
+            case .recovered:
+                logger.notice("upstream \(spec) resolves again, to the same addresses")
+            case .keptAfterFailure(let firstFailure):
+                if firstFailure { logger.warning("upstream \(spec): \(why); keeping its last addresses \(list)") }
+            }
+        }
+        guard moved, shutdown == .running else { return }
+        var known = settings.upstreams
+        for (spec, name) in names {
+            let onFailure: (@Sendable () -> Void)? = { [resolver] in resolver.connectFailed() }
+            if let address = try? ResolvedAddress(spec, addresses: name.addresses, onConnectFailure: onFailure) {
+                known[spec] = address
+            }
+        }
+        do {
+            settings = try Self.settings(for: config, resolver: resolver, known: known)
+        } catch {
+            logger.error("upstream addresses not applied: \(error)")
+            return
+        }
+        for worker in workers { worker.send(.apply(settings, logger.logLevel)) }
     }
 
     private static func resolve(_ spec: SocketAddressSpec) throws(ServerError) -> ResolvedAddress {
@@ -279,6 +365,29 @@ private func signalCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutab
 
 private func workerStoppedCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
     Unmanaged<Server>.fromOpaque(context!).takeUnretainedValue().checkAllStopped()
+}
+
+private func resolvedCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
+    Unmanaged<Server>.fromOpaque(context!).takeUnretainedValue().applyResolved()
+}
+
+/// Lookups from the resolver thread, waiting for the control loop.
+final class ResolvedInbox: @unchecked Sendable {
+    private let items = Mutex<[(SocketAddressSpec, UpstreamResolver.Lookup)]>([])
+    /// Activated on the control loop; set once before the resolver starts.
+    var event: OpaquePointer?
+
+    func post(_ results: [(SocketAddressSpec, UpstreamResolver.Lookup)]) {
+        items.withLock { $0.append(contentsOf: results) }
+        if let event { event_active(event, Int32(EV_READ), 0) }
+    }
+
+    func take() -> [(SocketAddressSpec, UpstreamResolver.Lookup)] {
+        items.withLock { pending in
+            defer { pending.removeAll() }
+            return pending
+        }
+    }
 }
 
 private func shutdownTimerCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {

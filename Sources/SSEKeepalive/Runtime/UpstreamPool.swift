@@ -57,6 +57,11 @@ final class UpstreamPool: ChannelDelegate {
         }
     }
 
+    /// The idle connections to one upstream (its name moved to other addresses).
+    func closeAll(for address: SocketAddressSpec) {
+        for entry in idle.removeValue(forKey: address) ?? [] { entry.channel.close() }
+    }
+
     func closeAll() {
         for list in idle.values { for entry in list { entry.channel.close() } }
         idle.removeAll()

@@ -128,6 +128,10 @@ final class Worker: @unchecked Sendable {
                 if let listener = listeners.removeValue(forKey: spec) { evconnlistener_free(listener) }
             }
         case .apply(let newSettings, let level):
+            // Pooled connections to addresses a name no longer has are not reused.
+            for (spec, old) in settings.upstreams where newSettings.upstreams[spec]?.addresses != old.addresses {
+                upstreamPool.closeAll(for: spec)
+            }
             settings = newSettings
             logger.logLevel = level
             for connection in connections.values { connection.settingsChanged() }

@@ -344,7 +344,7 @@ class Upstream:
     """Start with `with Upstream() as up:`; `up.addr` is what the proxy dials
     ((host, port) or a unix path), `up.config_addr` how its config spells it."""
 
-    def __init__(self, host: str = "127.0.0.1", unix_path: str | None = None):
+    def __init__(self, host: str = "127.0.0.1", unix_path: str | None = None, port: int = 0):
         self.routes: list[tuple[str, object]] = []
         self.requests: list[Request] = []
         self.connections: list[ConnectionRecord] = []
@@ -363,7 +363,7 @@ class Upstream:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self.listener = socket.socket(family, socket.SOCK_STREAM)
             self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.listener.bind((host, 0))
+            self.listener.bind((host, port))
             self.addr = self.listener.getsockname()[:2]
             self.config_addr = f"[{host}]:{self.addr[1]}" if ":" in host else f"{host}:{self.addr[1]}"
         self.listener.listen(128)
