@@ -50,6 +50,22 @@ def test_underscored_fields_forwarded_with_the_switch(start_proxy, upstream, top
     assert req.get_all("x-forwarded-for") == ["1.1.1.1"]
 
 
+def test_interim_response_has_no_content_length(stack):
+    s = stack()
+    s.upstream.route("/hints", [
+        up.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nContent-Length: 0\r\n\r\n"),
+        *up.response(200, body=b"ok")])
+    conn = http.connect(s.addr)
+    try:
+        conn.send(http.build_request("GET", "/hints"))
+        hint = conn.read_head(allow_1xx=True)
+        assert hint.status == 103 and hint.get("link") == "</a.css>; rel=preload"
+        assert not hint.has("content-length"), hint.headers
+        assert conn.read_head().status == 200
+    finally:
+        conn.close()
+
+
 def test_204_has_no_content_length(stack):
     s = stack()
     s.upstream.route("/nc", [up.send(up.head_bytes(204, [("Content-Length", "0"), ("X-A", "1")], reason="No Content"))])
