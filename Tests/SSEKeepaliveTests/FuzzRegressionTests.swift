@@ -5,8 +5,9 @@
 //   in Fuzz/corpus/<target>/ through the same checks, so an input the fuzzer
 //   found stays a regression test.
 // - `scripts/fuzz`: compiled with `-D SSE_FUZZ` together with the pure
-//   sources (Sources/SSEKeepalive/HTTP, EventStream), the reference SSE
-//   parser (Support/WHATWGEventParser.swift) and an entry point
+//   sources (Sources/SSEKeepalive/HTTP, EventStream, Proxy, Exchange, the
+//   config model), the in-memory runtime (Support/ExchangeHarness.swift),
+//   the reference SSE parser (Support/WHATWGEventParser.swift) and an entry point
 //   Fuzz/<target>.swift, into one module. Everything outside the
 //   `#if !SSE_FUZZ` blocks therefore uses only the Swift stdlib and the pure
 //   code: no XCTest, no Foundation, no libevent.
@@ -24,6 +25,7 @@ enum FuzzTarget: String, CaseIterable {
     case requestHead = "request_head"
     case responseChunked = "response_chunked"
     case sseHeartbeat = "sse_heartbeat"
+    case exchange
     case pathNormalise = "path_normalise"
 
     /// Throws the first property that does not hold; a bug in the code under
@@ -33,6 +35,7 @@ enum FuzzTarget: String, CaseIterable {
         case .requestHead: try FuzzRequestHead.check(input)
         case .responseChunked: try FuzzResponseChunked.check(input)
         case .sseHeartbeat: try FuzzSSEHeartbeat.check(input)
+        case .exchange: try FuzzExchange.check(input)
         case .pathNormalise: try FuzzPathNormalise.check(input)
         }
     }
@@ -391,146 +394,97 @@ enum FuzzResponseChunked {
 
 // MARK: - SSE heartbeats (sse_heartbeat)
 
-/// The proxy's handling of one event stream, step for step as
-/// Runtime/Connection.swift does it (forwardResponseBody with the BOM gate,
-/// sendHeartbeat, finishResponse), built from the same pure EventStream types. Besides, after every write the cursor is compared with
-/// one stepped over every output byte.
-struct FuzzStreamProxy {
-    let heartbeat: HeartbeatBytes
-    var cursor = SSECursor()
-    var reference = SSECursor.Position.eventBoundary
-    var output: [UInt8] = []
-    var heartbeatRanges: [Range<Int>] = []
-    var gate = LeadingBOMGate()
-    var strippedBOMs = 0
-
-    init(heartbeat: HeartbeatBytes) { self.heartbeat = heartbeat }
-
-    /// The heartbeat timer fired (Connection.sendHeartbeat).
-    mutating func idle() throws(FuzzPropertyFailure) {
-        guard gate.held.isEmpty, let form = cursor.safeHeartbeat else { return }
-        let bytes = heartbeat.bytes(form)
-        try fuzzCheck(bytes.first == 0x3A && bytes.last == 0x0A && !bytes.contains(0x0D)
-                      && bytes.dropLast(form == .boundary && heartbeat.blankLine ? 2 : 1).allSatisfy { $0 != 0x0A },
-                      "heartbeat \(fuzzHex(bytes)) is not one comment line (+ blank line)")
-        heartbeatRanges.append(output.count..<output.count + bytes.count)
-        emit(bytes)
-        cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
-        try fuzzCheck(cursor.position == reference,
-                      "after a \(form) heartbeat the cursor says \(cursor.position), the bytes say \(reference)")
-        gate.heartbeatWritten()
-    }
-
-    /// One `.payload(n)` instruction for these upstream bytes (Connection.forwardResponseBody).
-    mutating func upstream(_ segment: ArraySlice<UInt8>) throws(FuzzPropertyFailure) {
-        guard !segment.isEmpty else { return }
-        let gated = gate.wants(segment.count)
-        if gated > 0 {
-            switch Array(segment.prefix(gated)).withUnsafeBytes({ gate.take($0) }) {
-            case .holding: break
-            case .dropped: strippedBOMs += 1
-            case .release(let bytes): try release(bytes)
-            }
-        }
-        if segment.count > gated {
-            try write(segment.dropFirst(gated))
-            gate.payloadForwarded()
-        }
-    }
-
-    /// The response ended (Connection.finishResponse).
-    mutating func end() throws(FuzzPropertyFailure) {
-        if case .release(let bytes) = gate.finish() { try release(bytes) }
-    }
-
-    private mutating func release(_ h: [UInt8]) throws(FuzzPropertyFailure) {
-        guard !h.isEmpty else { return }
-        cursor.advance(h)
-        emit(h)
-        try fuzzCheck(cursor.position == reference, "after held bytes the cursor says \(cursor.position), the bytes say \(reference)")
-    }
-
-    /// Connection.writePayload: the cursor sees the last (at most) 3 bytes.
-    private mutating func write(_ segment: ArraySlice<UInt8>) throws(FuzzPropertyFailure) {
-        cursor.advance(Array(segment.suffix(3)))
-        emit(segment)
-        try fuzzCheck(cursor.position == reference,
-                      "after \(fuzzHex(segment)) the cursor says \(cursor.position), the bytes say \(reference)")
-    }
-
-    private mutating func emit<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        for b in bytes { reference = SSECursor.step(reference, b) }
-        output += bytes
-    }
-
-    var outputWithoutHeartbeats: [UInt8] {
-        var result: [UInt8] = []
-        var at = 0
-        for r in heartbeatRanges {
-            result += output[at..<r.lowerBound]
-            at = r.upperBound
-        }
-        return result + output[at...]
-    }
-}
-
+/// One event stream through the real `ExchangeMachine` (Support/ExchangeHarness.swift):
+/// upstream reads, idle timeouts, and after every step the machine's cursor
+/// is compared with one stepped over every byte the client got.
 enum FuzzSSEHeartbeat {
     static let comments = ["heartbeat", "", "data: x", "a\rb\nc"]
 
     /// Input: flags f, seed s, then the upstream payload.
     /// f & 1: heartbeat.blank_line false; f & 2: idle before the first byte;
-    /// (f >> 2) & 3: the comment; f and s seed the read sizes and how often
-    /// the idle timer fires between reads (0-2 times, also after the last).
+    /// (f >> 2) & 3: the comment; f & 16: the upstream sends chunks (else
+    /// close-delimited); f and s seed the read sizes and how often the idle
+    /// timer fires between reads (0-2 times, also after the last).
     static func check(_ input: [UInt8]) throws(FuzzPropertyFailure) {
         let f = input.count > 0 ? input[0] : 0
         let s = input.count > 1 ? input[1] : 0
         let payload = Array(input.dropFirst(2))
         let heartbeat = HeartbeatBytes(comment: comments[Int(f >> 2) & 3], blankLine: f & 1 == 0)
         let early = f & 2 != 0
+        let chunked = f & 16 != 0
         let expectedEvents = WHATWGEventParser.parseAll(payload)
         let expectedHTTPX = heartbeat.blankLine ? nil : HTTPXStyleEventParser.parseAll(payload)
 
         // Random reads, 0-2 idle timeouts after each.
         var rng = FuzzRNG(seed: UInt64(f) << 8 | UInt64(s))
-        var proxy = FuzzStreamProxy(heartbeat: heartbeat)
-        if early { try proxy.idle() }
+        let stream = EventStreamDriver(heartbeat: heartbeat, upstreamChunked: chunked)
+        if early { try idle(stream) }
         var at = 0
         while at < payload.count {
             let k = rng.segment(max: payload.count - at)
-            try proxy.upstream(payload[at..<at + k])
+            try read(stream, payload[at..<at + k])
             at += k
-            for _ in 0..<rng.below(3) { try proxy.idle() }
+            for _ in 0..<rng.below(3) { try idle(stream) }
         }
-        try proxy.end()
-        try checkStream(payload, proxy, expectedEvents, expectedHTTPX, "reads")
+        stream.endOfStream()
+        try checkStream(payload, early: early, stream, expectedEvents, expectedHTTPX, "reads")
 
         // One byte per read, the timer firing before every byte and after the last.
-        var bytewise = FuzzStreamProxy(heartbeat: heartbeat)
+        let bytewise = EventStreamDriver(heartbeat: heartbeat, upstreamChunked: chunked)
         for (i, b) in payload.enumerated() {
-            if i > 0 || early { try bytewise.idle() }
-            try bytewise.upstream([b])
+            if i > 0 || early { try idle(bytewise) }
+            try read(bytewise, [b])
         }
-        try bytewise.idle()
-        try bytewise.end()
-        try checkStream(payload, bytewise, expectedEvents, expectedHTTPX, "byte by byte")
+        try idle(bytewise)
+        bytewise.endOfStream()
+        try checkStream(payload, early: early, bytewise, expectedEvents, expectedHTTPX, "byte by byte")
     }
 
-    static func checkStream(_ payload: [UInt8], _ proxy: FuzzStreamProxy, _ expectedEvents: SSEParseResult,
-                            _ expectedHTTPX: SSEParseResult?, _ mode: String) throws(FuzzPropertyFailure) {
-        let context = "(\(mode), blank_line \(proxy.heartbeat.blankLine), output \(fuzzHex(proxy.output)))"
-        try fuzzCheck(proxy.strippedBOMs <= 1, "\(proxy.strippedBOMs) BOMs stripped, at most one may be \(context)")
-        let stripped = proxy.strippedBOMs == 1
-        try fuzzCheck(!stripped || payload.starts(with: LeadingBOM.bytes), "stripped a BOM the payload does not start with \(context)")
-        let expectedBytes = stripped ? Array(payload.dropFirst(3)) : payload
-        try fuzzCheck(proxy.outputWithoutHeartbeats == expectedBytes,
-                      "output without heartbeats \(fuzzHex(proxy.outputWithoutHeartbeats)) is not the payload \(context)")
-        for r in proxy.heartbeatRanges where r.lowerBound > 0 {
-            try fuzzCheck(proxy.output[r.lowerBound - 1] == 0x0A, "heartbeat at \(r.lowerBound) not after an LF \(context)")
+    static func read<C: Collection>(_ stream: EventStreamDriver, _ bytes: C) throws(FuzzPropertyFailure) where C.Element == UInt8 {
+        stream.upstream(Array(bytes))
+        try checkCursor(stream, "after a read")
+    }
+
+    static func idle(_ stream: EventStreamDriver) throws(FuzzPropertyFailure) {
+        let form = stream.idle()
+        if let form {
+            let bytes = stream.heartbeat.bytes(form)
+            try fuzzCheck(bytes.first == 0x3A && bytes.last == 0x0A && !bytes.contains(0x0D)
+                          && bytes.dropLast(form == .boundary && stream.heartbeat.blankLine ? 2 : 1).allSatisfy { $0 != 0x0A },
+                          "heartbeat \(fuzzHex(bytes)) is not one comment line (+ blank line)")
         }
-        let events = WHATWGEventParser.parseAll(proxy.output)
+        try checkCursor(stream, "after a \(form.map { "\($0)" } ?? "deferred") heartbeat")
+    }
+
+    /// The machine's cursor agrees with the bytes the client got, stepped one by one.
+    static func checkCursor(_ stream: EventStreamDriver, _ when: String) throws(FuzzPropertyFailure) {
+        try fuzzCheck(stream.harness.violation == nil, "runtime misuse: \(stream.harness.violation ?? "")")
+        try fuzzCheck(stream.readError == nil, "\(when) the client cannot read its bytes: \(stream.readError ?? "")")
+        guard let cursor = stream.cursor else { return }
+        _ = stream.output
+        try fuzzCheck(cursor.position == stream.reference,
+                      "\(when) the cursor says \(cursor.position), the bytes say \(stream.reference) (output \(fuzzHex(stream.output)))")
+    }
+
+    static func checkStream(_ payload: [UInt8], early: Bool, _ stream: EventStreamDriver, _ expectedEvents: SSEParseResult,
+                            _ expectedHTTPX: SSEParseResult?, _ mode: String) throws(FuzzPropertyFailure) {
+        let output = stream.output
+        let context = "(\(mode), blank_line \(stream.heartbeat.blankLine), output \(fuzzHex(output)))"
+        try fuzzCheck(stream.harness.violation == nil, "runtime misuse: \(stream.harness.violation ?? "") \(context)")
+        try fuzzCheck(stream.ended, "the stream did not end cleanly \(context)")
+        let stripped = stream.bomStripped
+        try fuzzCheck(!stripped || (early && payload.starts(with: LeadingBOM.bytes)),
+                      "stripped a BOM the payload does not start with, or with no heartbeat first \(context)")
+        let expectedBytes = stripped ? Array(payload.dropFirst(3)) : payload
+        try fuzzCheck(stream.outputWithoutHeartbeats == expectedBytes,
+                      "output without heartbeats \(fuzzHex(stream.outputWithoutHeartbeats)) is not the payload \(context)")
+        for r in stream.heartbeatRanges where r.lowerBound > 0 {
+            try fuzzCheck(output[r.lowerBound - 1] == 0x0A, "heartbeat at \(r.lowerBound) not after an LF \(context)")
+        }
+        let events = WHATWGEventParser.parseAll(output)
         try fuzzCheck(events == expectedEvents, "WHATWG parser reads \(events) through the proxy, \(expectedEvents) directly \(context)")
         if let expectedHTTPX {
-            let httpx = HTTPXStyleEventParser.parseAll(proxy.output)
+            let httpx = HTTPXStyleEventParser.parseAll(output)
             try fuzzCheck(httpx == expectedHTTPX,
                           "httpx-style parser reads \(httpx) through the proxy, \(expectedHTTPX) directly \(context)")
         }
@@ -725,6 +679,7 @@ final class FuzzRegressionTests: XCTestCase {
     func testRequestHeadCorpus() throws { try runCorpus(.requestHead) }
     func testResponseChunkedCorpus() throws { try runCorpus(.responseChunked) }
     func testSSEHeartbeatCorpus() throws { try runCorpus(.sseHeartbeat) }
+    func testExchangeCorpus() throws { try runCorpus(.exchange) }
     func testPathNormaliseCorpus() throws { try runCorpus(.pathNormalise) }
 }
 #endif

@@ -4,7 +4,7 @@ import XCTest
 final class SSEHeartbeatPlacementTests: XCTestCase {
     /// The heartbeat written after `payload` has been forwarded, or nil.
     func heartbeat(after payload: String, comment: String = "heartbeat", blankLine: Bool = true) -> String? {
-        var s = SSEStreamSimulator(heartbeat: HeartbeatBytes(comment: comment, blankLine: blankLine))
+        let s = EventStreamDriver(heartbeat: HeartbeatBytes(comment: comment, blankLine: blankLine))
         s.upstream(Array(payload.utf8))
         guard let form = s.idle() else { return nil }
         return String(decoding: s.heartbeat.bytes(form), as: UTF8.self)
@@ -80,7 +80,7 @@ final class SSEHeartbeatPlacementTests: XCTestCase {
     }
 
     func testRepeatedHeartbeatsOnAnIdleStream() {
-        var s = SSEStreamSimulator(heartbeat: HeartbeatBytes())
+        let s = EventStreamDriver(heartbeat: HeartbeatBytes())
         XCTAssertEqual(s.idle(), .boundary)
         XCTAssertEqual(s.idle(), .boundary)
         s.upstream(Array("data: a\n".utf8))
@@ -92,14 +92,14 @@ final class SSEHeartbeatPlacementTests: XCTestCase {
                        ":heartbeat\n\n:heartbeat\n\ndata: a\n:heartbeat\n:heartbeat\n\n:heartbeat\n\n")
         XCTAssertEqual(WHATWGEventParser.parse(s.output), [SSEEvent(type: "message", data: "a", lastEventId: "")])
 
-        var n = SSEStreamSimulator(heartbeat: HeartbeatBytes(blankLine: false))
+        let n = EventStreamDriver(heartbeat: HeartbeatBytes(blankLine: false))
         XCTAssertEqual(n.idle(), .boundary)
         XCTAssertEqual(n.idle(), .line)   // a comment line after a blank line: line boundary
         XCTAssertEqual(String(decoding: n.output, as: UTF8.self), ":heartbeat\n:heartbeat\n")
     }
 
     func testCRLFSplitAcrossReadsGetsNoHeartbeatInBetween() {
-        var s = SSEStreamSimulator(heartbeat: HeartbeatBytes())
+        let s = EventStreamDriver(heartbeat: HeartbeatBytes())
         s.upstream(Array("id: 1\r\ndata: x\r".utf8))
         XCTAssertNil(s.idle())
         s.upstream(Array("\n\r".utf8))
@@ -118,12 +118,12 @@ final class SSEHeartbeatPlacementTests: XCTestCase {
     }
 
     func testHeartbeatBeforeFirstByteDropsTheBOM() {
-        var s = SSEStreamSimulator(heartbeat: HeartbeatBytes())
+        let s = EventStreamDriver(heartbeat: HeartbeatBytes())
         s.idle()
         s.upstream([0xEF])
         s.upstream([0xBB])
         XCTAssertEqual(s.output, Array(":heartbeat\n\n".utf8))   // held back
-        XCTAssertEqual(s.idle(), .boundary)                       // still nothing forwarded
+        XCTAssertEqual(s.idle(), .boundary)                       // still nothing forwarded: heartbeats go on
         s.upstream([0xBF] + Array("data: x\n\n".utf8))
         XCTAssertTrue(s.bomStripped)
         XCTAssertEqual(String(decoding: s.output, as: UTF8.self), ":heartbeat\n\n:heartbeat\n\ndata: x\n\n")
@@ -134,13 +134,13 @@ final class SSEHeartbeatPlacementTests: XCTestCase {
         XCTAssertEqual(WHATWGEventParser.parse(corrupted), [])
 
         // No heartbeat before the first byte: the BOM is forwarded untouched.
-        var t = SSEStreamSimulator(heartbeat: HeartbeatBytes())
+        let t = EventStreamDriver(heartbeat: HeartbeatBytes())
         t.upstream(LeadingBOM.bytes + Array("data: x\n\n".utf8))
         XCTAssertFalse(t.bomStripped)
         XCTAssertEqual(t.output, LeadingBOM.bytes + Array("data: x\n\n".utf8))
 
         // A partial BOM at end of stream is kept.
-        var u = SSEStreamSimulator(heartbeat: HeartbeatBytes())
+        let u = EventStreamDriver(heartbeat: HeartbeatBytes())
         u.idle()
         u.upstream([0xEF, 0xBB])
         u.endOfStream()

@@ -80,7 +80,7 @@ final class SSEHeartbeatPropertyTests: XCTestCase {
         let input = SSEPayloadGenerator.payload(&rng)
         let blankLine = rng.chance(0.5)
         let comment = rng.pick(["heartbeat", "", "ping", "data: not an event", "id: 99", "\u{E9}"])
-        var sim = SSEStreamSimulator(heartbeat: HeartbeatBytes(comment: comment, blankLine: blankLine))
+        let sim = EventStreamDriver(heartbeat: HeartbeatBytes(comment: comment, blankLine: blankLine), upstreamChunked: rng.chance(0.5))
 
         let early = rng.chance(0.5)
         if early {

@@ -353,10 +353,39 @@ def test_reload_switches_an_open_stream_heartbeat_off_and_on(upstream, start_pro
     rec.stop()
     pieces = list(rec.pieces_live)
     assert len(heartbeat_times(pieces, 0, off.time)) >= 2
-    silent = heartbeat_times(pieces, off.time + 0.05, on.time)
+    # The "on" reload finds the stream idle for 1.2 s, overdue under 300ms: its heartbeat
+    # goes out at once, around the time the reload is logged.
+    silent = heartbeat_times(pieces, off.time + 0.05, on.time - 0.15)
     assert not silent, f"heartbeats after a reload to 'off': {[round(t - off.time, 2) for t in silent]}"
-    again = heartbeat_times(pieces, on.time, on.time + 1.0)
+    again = heartbeat_times(pieces, on.time - 0.15, on.time + 1.0)
     assert len(again) >= 2, f"heartbeats after switching back on: {[round(t - on.time, 2) for t in again]}"
+    assert abs(again[0] - on.time) < 0.15, f"the overdue heartbeat came {again[0] - on.time:.3f} s after the reload"
+
+
+@pytest.mark.timeout(20)
+def test_reloads_more_often_than_the_interval_never_push_a_heartbeat_back(upstream, start_proxy):
+    """The idle clock counts from the stream's last write across reloads: a reload
+    every 0.6 s with a 1 s interval must not starve the stream of heartbeats."""
+    upstream.route("/events", hanging_stream())
+    port = free_port()
+    cfg = base_config(upstream.config_addr, listen_port=port, routes=[{"path": "/events", "heartbeat": "1s"}])
+    p = start_proxy(cfg)
+    conn, head = open_stream(p.addr, "/events")
+    assert head.status == 200
+    rec = StreamRecorder(conn, head, limit=20)
+    time.sleep(0.3)
+    reloads = []
+    for _ in range(8):
+        line = sighup(p, cfg)
+        assert line, p.log_text()[-2000:]
+        reloads.append(line.time)
+        time.sleep(0.6)
+    rec.stop()
+    beats = heartbeat_times(list(rec.pieces_live))
+    window = [t for t in beats if reloads[0] <= t <= reloads[-1]]
+    assert len(window) >= 3, f"{len(window)} heartbeats in {reloads[-1] - reloads[0]:.1f} s of reloads: {beats}"
+    longest = max(gaps(beats)) if len(beats) > 1 else float("inf")
+    assert longest < 1.6, f"a {longest:.2f} s silence with a 1 s interval (reloads pushed heartbeats back)"
 
 
 @pytest.mark.timeout(15)

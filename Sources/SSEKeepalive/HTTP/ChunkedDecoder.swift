@@ -260,6 +260,12 @@ public enum ChunkedEncoding {
         }
     }
 
+    /// Bytes on the wire for one chunk of `length` payload bytes: size line, payload, CRLF.
+    public static func framedSize(_ length: Int) -> Int {
+        let digits = length == 0 ? 1 : (Int.bitWidth - length.leadingZeroBitCount + 3) / 4
+        return digits + 2 + length + 2
+    }
+
     /// "\r\n" after chunk data.
     public static let chunkEnd: [UInt8] = [0x0D, 0x0A]
     /// "0\r\n\r\n": the last chunk with no trailers.

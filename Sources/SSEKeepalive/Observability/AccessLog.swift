@@ -3,18 +3,8 @@ import Logging
 /// One finished request or stream, for the access log (`log.access: true`).
 /// The runtime logs it at `info`, through `log(to:format:)`.
 public struct AccessLogEntry: Equatable, Sendable {
-    public enum Ending: String, Equatable, Sendable, CaseIterable {
-        /// The response was sent completely.
-        case complete
-        /// The client went away first.
-        case clientClosed = "client_closed"
-        /// The upstream closed (or reset) an unfinished response.
-        case upstreamClosed = "upstream_closed"
-        /// A proxy-side or socket error ended it (including error pages).
-        case error
-        /// A timeout ended it (connect, response head, idle slow client).
-        case timeout
-    }
+    /// How the exchange ended (`end=`).
+    public typealias Ending = ExchangeEnding
 
     /// Client address, `127.0.0.1:5555` / `[::1]:5555`.
     public var client: String
@@ -44,6 +34,13 @@ public struct AccessLogEntry: Equatable, Sendable {
         self.route = route
         self.heartbeats = heartbeats
         self.ending = ending
+    }
+
+    /// The line of a finished exchange from `client`.
+    public init(client: String, summary: ExchangeSummary) {
+        self.init(client: client, method: summary.method, target: summary.target, status: summary.status,
+                  bytesSent: summary.bytesSent, durationMs: summary.durationMs, route: summary.route,
+                  heartbeats: summary.heartbeats, ending: summary.ending)
     }
 
     /// The message of the text log line:

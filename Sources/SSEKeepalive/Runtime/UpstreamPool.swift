@@ -24,7 +24,7 @@ final class UpstreamPool: ChannelDelegate {
 
     /// A connection idle for less than `maxIdle`, or nil. Older ones are closed on the way.
     func take(_ address: SocketAddressSpec) -> Channel? {
-        let now = Exchange.monotonicMilliseconds()
+        let now = MonotonicClock.milliseconds()
         while let entry = idle[address]?.popLast() {
             if now - entry.since < maxIdleMilliseconds && !entry.channel.isClosed { return entry.channel }
             entry.channel.close()
@@ -40,14 +40,14 @@ final class UpstreamPool: ChannelDelegate {
         channel.delegate = self
         channel.lowWatermark = 0
         channel.setReading(true)
-        list.append(Idle(channel: channel, since: Exchange.monotonicMilliseconds()))
+        list.append(Idle(channel: channel, since: MonotonicClock.milliseconds()))
         idle[address] = list
     }
 
     /// Closes connections idle past the reuse window, so idle upstream
     /// connections do not pile up (the worker calls this every second).
     func sweep() {
-        let now = Exchange.monotonicMilliseconds()
+        let now = MonotonicClock.milliseconds()
         for (address, list) in idle {
             let (fresh, stale) = (list.filter { now - $0.since < maxIdleMilliseconds },
                                   list.filter { now - $0.since >= maxIdleMilliseconds })

@@ -140,7 +140,7 @@ final class Worker: @unchecked Sendable {
             upstreamPool.closeAll()
             for listener in listeners.values { evconnlistener_free(listener) }
             listeners.removeAll()
-            for connection in Array(connections.values) { connection.closeIfIdle() }
+            for connection in Array(connections.values) { connection.drainStarted() }
             stopIfDrained()
         case .endStreams:
             for connection in Array(connections.values) { connection.endForShutdown() }

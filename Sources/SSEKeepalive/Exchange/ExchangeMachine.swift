@@ -1,0 +1,813 @@
+/// Every decision about one client connection: which request is read, where it
+/// goes, how its response is framed, when heartbeats go out, when the stream
+/// is paused for a slow client, how it ends, what is logged and counted.
+///
+/// A pure value: inputs are `mutating` methods, outputs are `ExchangeAction`s
+/// handed to the runtime (`ExchangeIO`) as they are decided. The runtime
+/// (Runtime/Connection.swift) owns the sockets, buffers and timer and only
+/// carries the actions out, so this type is what the unit tests and the
+/// `exchange` fuzz target drive. Transitions that cannot happen trap.
+public struct ExchangeMachine {
+    public enum State {
+        /// Waiting for (the rest of) a request head; the timer is the header or keep-alive clock.
+        case awaitingRequest
+        /// A request was read; its response is not complete yet.
+        case exchanging(Exchange)
+        /// After a 101: raw bytes both ways until both sides have closed.
+        case tunneling(Exchange, Tunnel)
+        /// Flushing the last bytes to the client, then closing.
+        case closing
+        case closed
+    }
+
+    /// Which halves of a tunnel have seen EOF.
+    public struct Tunnel: Equatable, Sendable {
+        public var clientSentEOF = false
+        public var upstreamSentEOF = false
+
+        func sentEOF(_ side: Side) -> Bool { side == .client ? clientSentEOF : upstreamSentEOF }
+    }
+
+    /// What the connection's one timer means while it runs.
+    public enum TimerRole: Equatable, Sendable {
+        case none, clientHeader, keepAlive, connect, response, heartbeat
+        /// The last bytes wait for a client that reads nothing.
+        case flush
+        /// The upstream is paused for a client that stopped reading.
+        case drain
+    }
+
+    public private(set) var state = State.awaitingRequest
+    public private(set) var timer = TimerRole.none
+    /// The settings new requests start under; replaced on reload.
+    private var table: RouteTable
+    /// Stop accepting requests: the process is shutting down.
+    private var draining = false
+    /// Bytes on their way to the client when the drain or flush clock last started.
+    private var pendingAtDrainCheck = 0
+
+    public init(table: RouteTable) {
+        self.table = table
+    }
+
+    private var config: Config { table.config }
+
+    // MARK: Connection lifecycle
+
+    public mutating func start(_ io: some ExchangeIO) {
+        io.perform(.setLowWatermark(.client, config.streamBuffer / 2))
+        io.perform(.setReading(.client, true))
+        arm(.clientHeader, config.clientHeaderTimeout, io)
+        io.perform(.log(.trace, .accepted))
+    }
+
+    /// Answers with an error page before any request is read (too many connections).
+    public mutating func reject(status: Int, reason: String, _ io: some ExchangeIO) {
+        io.perform(.log(.warning, .refused(reason: reason)))
+        respondWithError(status: status, message: reason, ending: .error, io)
+    }
+
+    // MARK: Client input
+
+    public mutating func clientReadable(_ io: some ExchangeIO) {
+        switch state {
+        case .awaitingRequest:
+            readRequestHead(io)
+        case .exchanging(let exchange):
+            if case .sendingBody = exchange.request {
+                forwardRequestBody(exchange, io)
+            } else if io.inputCount(.client) > max(config.maxHeaderBytes * 2, 64 * 1024) {
+                // Pipelined requests wait for this response; bound what a client can pile up.
+                io.perform(.setReading(.client, false))
+            }
+        case .tunneling(let exchange, _):
+            relay(from: .client, exchange, io)
+        case .closing:
+            io.perform(.discard(.client, count: io.inputCount(.client)))
+        case .closed:
+            preconditionFailure("client input after close")
+        }
+    }
+
+    private mutating func readRequestHead(_ io: some ExchangeIO) {
+        guard io.inputCount(.client) > 0 else { return }
+        if timer == .keepAlive { arm(.clientHeader, config.clientHeaderTimeout, io) }
+        let limit = config.maxHeaderBytes
+        let result = io.withInputPrefix(.client, limit: limit + 1) { HeadParser.parseRequest($0, maxHeaderBytes: limit) }
+        switch result {
+        case .incomplete:
+            return
+        case .failed(let error):
+            refuse(error, io)
+        case .complete(let head, let headLength):
+            io.perform(.discard(.client, count: headLength))
+            startExchange(head, io)
+        }
+    }
+
+    /// A request the proxy answers itself with an error page.
+    private mutating func refuse(_ error: HTTPParseError, _ io: some ExchangeIO) {
+        io.perform(.log(.debug, .badRequest(error)))
+        let status = ErrorPage.status(for: error)
+        let message = Self.describe(error)
+        if config.accessLog {
+            let page = ErrorPage.response(status: status, message: message)
+            io.perform(.accessLog(ExchangeSummary(
+                method: "-", target: "-", status: status, bytesSent: page.count, durationMs: 0,
+                route: "-", heartbeats: 0, ending: .error)))
+        }
+        respondWithError(status: status, message: message, ending: .error, io)
+    }
+
+    private mutating func startExchange(_ request: RequestHead, _ io: some ExchangeIO) {
+        // The route is picked on the normalised path (the one sent upstream); a target
+        // that cannot be normalised is refused by the plan below.
+        let target = try? RequestTarget(request.target, method: request.method, host: request.headers["Host"])
+        let route = table.route(for: target.map { Substring($0.path) } ?? request.path)
+        let plan: RequestPlan
+        do {
+            plan = try RequestPlan.make(request, token: route.config.token)
+        } catch {
+            refuse(error, io)
+            return
+        }
+        let exchange = Exchange(table: table, route: route, request: request, plan: plan, startedAt: io.now())
+        state = .exchanging(exchange)
+        io.perform(.log(.debug, .request(method: request.method, path: request.path, route: route.name)))
+        guard openUpstream(exchange, head: plan.upstreamHead.serialized(), pooled: true, io) else { return }
+        forwardRequestBody(exchange, io)
+    }
+
+    /// Sends the upstream head on a pooled connection, or on a new one.
+    /// False when the upstream cannot be reached (the client got its 502).
+    private mutating func openUpstream(_ exchange: Exchange, head: [UInt8], pooled: Bool, _ io: some ExchangeIO) -> Bool {
+        switch io.openUpstream(exchange.startRoute.upstream, pooled: pooled) {
+        case .failed(let code):
+            upstreamUnreachable(exchange, errno: code, io)
+            return false
+        case .pooled:
+            // A pooled connection may turn out stale: keep the head to retry once.
+            exchange.link = .connected(reused: true, retryHead: exchange.retryable ? head : nil)
+            // Nothing to connect; the response clock starts once the request is out.
+            disarm(io)
+        case .connecting:
+            exchange.link = .connecting
+            io.perform(.setReading(.upstream, true))
+            arm(.connect, config.connectTimeout, io)
+        }
+        io.perform(.setLowWatermark(.upstream, config.streamBuffer / 2))
+        io.perform(.write(.upstream, head))
+        return true
+    }
+
+    /// Moves the request body from the client to the upstream, re-framed as planned.
+    private mutating func forwardRequestBody(_ exchange: Exchange, _ io: some ExchangeIO) {
+        guard case .sendingBody(var body, let chunked) = exchange.request else { return }
+        while true {
+            let available = io.inputCount(.client)
+            let step = io.withFirstInputExtent(.client) { window in
+                Result { () throws(HTTPParseError) in try body.next(available: available, window: window) }
+            }
+            switch step {
+            case .failure(let error):
+                io.perform(.log(.debug, .badRequestBody(error)))
+                respondWithError(status: 400, message: "malformed request body", ending: .error, io)
+                return
+            case .success(.payload(let n)):
+                if chunked { io.perform(.writeChunkHeader(.upstream, count: n)) }
+                io.perform(.splice(from: .client, count: n))
+                if chunked { io.perform(.write(.upstream, ChunkedEncoding.chunkEnd)) }
+                body.didForwardPayload(n)
+            case .success(.skip(let n)):
+                io.perform(.discard(.client, count: n))
+            case .success(.needMore):
+                exchange.request = .sendingBody(body, chunked: chunked)
+                io.perform(.flush(.upstream))
+                if io.outputCount(.upstream) > config.streamBuffer {
+                    // Backpressure: the upstream reads slower than the client sends.
+                    io.perform(.setReading(.client, false))
+                }
+                return
+            case .success(.end):
+                if chunked { io.perform(.write(.upstream, ChunkedEncoding.lastChunk)) }
+                exchange.request = .complete
+                // The response clock starts once the whole request is out (uploads may be slow).
+                if exchange.link.isConnected, case .awaitingHead = exchange.response {
+                    arm(.response, config.responseTimeout, io)
+                }
+                return
+            }
+        }
+    }
+
+    /// The client's output fell to its low watermark.
+    public mutating func clientDrained(_ io: some ExchangeIO) {
+        switch state {
+        case .closing:
+            if io.outputCount(.client) == 0 { close(io) }
+        case .exchanging(let exchange):
+            // The client drained: resume reading the upstream that was paused for it.
+            guard io.outputCount(.client) <= config.streamBuffer / 2 else { return }
+            io.perform(.setReading(.upstream, true))
+            if timer == .drain { rearmHeartbeat(exchange, io) }
+        case .tunneling(_, let tunnel):
+            tunnelDrained(.client, tunnel, io)
+        case .awaitingRequest, .closed:
+            break
+        }
+    }
+
+    public mutating func clientClosed(_ end: SocketEnd, _ io: some ExchangeIO) {
+        if case .tunneling(let exchange, var tunnel) = state, end == .eof {
+            tunnel.clientSentEOF = true
+            state = .tunneling(exchange, tunnel)
+            tunnelHalfClosed(io)
+            return
+        }
+        let inExchange = hasExchange
+        if end == .eof {
+            io.perform(.log(.debug, .clientClosed))
+            if inExchange { io.perform(.count(.clientDisconnected(.eof))) }
+        } else {
+            logDisconnect(.client, end, io)
+            if inExchange { io.perform(.count(.clientDisconnected(.reset))) }
+        }
+        // A client that closes (or half-closes) mid-exchange has gone: nginx does the same.
+        endExchange(.clientClosed, io)
+        close(io)
+    }
+
+    // MARK: Upstream input
+
+    public mutating func upstreamConnected(_ io: some ExchangeIO) {
+        guard case .exchanging(let exchange) = state, case .connecting = exchange.link else {
+            preconditionFailure("upstream connected without a connect in progress")
+        }
+        exchange.link = .connected(reused: false, retryHead: nil)
+        if case .complete = exchange.request { arm(.response, config.responseTimeout, io) } else { disarm(io) }
+    }
+
+    public mutating func upstreamReadable(_ io: some ExchangeIO) {
+        switch state {
+        case .tunneling(let exchange, _):
+            relay(from: .upstream, exchange, io)
+        case .exchanging(let exchange):
+            if case .awaitingHead = exchange.response { readResponseHead(exchange, io) }
+            if case .exchanging(let current) = state, current === exchange, case .streaming = exchange.response {
+                forwardResponseBody(exchange, io)
+            }
+        case .awaitingRequest, .closing, .closed:
+            preconditionFailure("upstream input without an upstream")
+        }
+    }
+
+    public mutating func upstreamClosed(_ end: SocketEnd, _ io: some ExchangeIO) {
+        if case .tunneling(let exchange, var tunnel) = state {
+            if end == .eof {
+                tunnel.upstreamSentEOF = true
+                state = .tunneling(exchange, tunnel)
+                tunnelHalfClosed(io)
+            } else {
+                logDisconnect(.upstream, end, io)
+                endExchange(.upstreamClosed, io)
+                close(io)
+            }
+            return
+        }
+        guard case .exchanging(let exchange) = state else {
+            preconditionFailure("upstream closed without an upstream")
+        }
+        guard case .streaming = exchange.response else {
+            upstreamClosedBeforeResponse(exchange, end, io)
+            return
+        }
+        // Deliver anything still buffered, then decide whether the body ended cleanly.
+        forwardResponseBody(exchange, io)
+        guard case .exchanging(let current) = state, current === exchange,
+              case .streaming(let stream) = exchange.response else { return }
+        if stream.body.endsAtClose && end == .eof {
+            finishResponse(exchange, io)
+        } else {
+            if end == .eof { io.perform(.log(.debug, .upstreamClosedMidBody)) } else { logDisconnect(.upstream, end, io) }
+            io.perform(.count(.upstreamError(route: exchange.routeName, kind: .reset)))
+            abort(.upstreamClosed, io)
+        }
+    }
+
+    private mutating func upstreamClosedBeforeResponse(_ exchange: Exchange, _ end: SocketEnd, _ io: some ExchangeIO) {
+        switch exchange.link {
+        case .connected(reused: true, retryHead: let head?):
+            // A pooled connection the upstream had closed: once more on a new one.
+            io.perform(.log(.debug, .staleUpstreamRetried))
+            io.perform(.releaseUpstream(toPool: false))
+            exchange.link = .none
+            _ = openUpstream(exchange, head: head, pooled: false, io)
+        case .connecting:
+            upstreamUnreachable(exchange, errno: end.errno, io)
+        case .connected:
+            io.perform(.log(.error, .upstreamClosedBeforeResponse(exchange.startRoute.upstream, end)))
+            io.perform(.count(.upstreamError(route: exchange.routeName, kind: end == .eof ? .malformed : .reset)))
+            respondWithError(status: 502, message: "upstream \(exchange.startRoute.upstream) closed the connection without a response",
+                             ending: .upstreamClosed, io)
+        case .none:
+            preconditionFailure("upstream closed without an upstream")
+        }
+    }
+
+    private mutating func upstreamUnreachable(_ exchange: Exchange, errno code: Int32?, _ io: some ExchangeIO) {
+        let address = exchange.startRoute.upstream
+        io.perform(.log(.error, .upstreamUnreachable(address, errno: code)))
+        io.perform(.count(.upstreamError(route: exchange.routeName, kind: .connect)))
+        let cause = code.map { io.describe(errno: $0) } ?? "connection failed"
+        respondWithError(status: 502, message: "upstream \(address) unreachable: \(cause)", ending: .error, io)
+    }
+
+    public mutating func upstreamDrained(_ io: some ExchangeIO) {
+        switch state {
+        case .tunneling(_, let tunnel):
+            tunnelDrained(.upstream, tunnel, io)
+        case .exchanging(let exchange):
+            // The upstream took the request body so far: read more of it from the client.
+            if case .sendingBody = exchange.request { io.perform(.setReading(.client, true)) }
+        case .awaitingRequest, .closing, .closed:
+            break
+        }
+    }
+
+    private mutating func readResponseHead(_ exchange: Exchange, _ io: some ExchangeIO) {
+        while case .awaitingHead = exchange.response, io.inputCount(.upstream) > 0 {
+            let limit = config.maxHeaderBytes
+            let result = io.withInputPrefix(.upstream, limit: limit + 1) { HeadParser.parseResponse($0, maxHeaderBytes: limit) }
+            let head: ResponseHead
+            switch result {
+            case .incomplete:
+                return
+            case .failed(let error):
+                upstreamMalformed(exchange, error, io)
+                return
+            case .complete(let parsed, let headLength):
+                io.perform(.discard(.upstream, count: headLength))
+                head = parsed
+            }
+            if head.status >= 100 && head.status < 200 && head.status != 101 {
+                // Interim responses go to HTTP/1.1 clients only (RFC 9110 15.2).
+                if !exchange.isHTTP10 { send(head.serialized(), exchange, io) }
+                continue
+            }
+            let plan: ResponsePlan
+            do {
+                plan = try ResponsePlan.make(
+                    response: head, request: exchange.requestLine, clientKeepAlive: exchange.clientKeepAlive,
+                    heartbeatInterval: exchange.route.heartbeatInterval, upgradeRequested: exchange.upgradeRequested)
+            } catch {
+                upstreamMalformed(exchange, error, io)
+                return
+            }
+            if plan.isCompressedEventStream {
+                io.perform(.log(.warning, .compressedEventStream(route: exchange.route.name)))
+            }
+            if case .connected(let reused, _) = exchange.link {
+                exchange.link = .connected(reused: reused, retryHead: nil)
+            }
+            exchange.status = Int32(head.status)
+            exchange.response = .streaming(ResponseStream(plan: plan, lastWriteAt: io.now()))
+            send(HeaderPolicy.clientResponse(head, plan: plan).serialized(), exchange, io)
+            if plan.isEventStream { io.perform(.count(.streamOpened(route: exchange.routeName))) }
+            if plan.isTunnel {
+                startTunnel(exchange, io)
+            } else if plan.heartbeats, let interval = exchange.route.heartbeatInterval {
+                arm(.heartbeat, interval, io)
+            } else {
+                disarm(io)
+            }
+        }
+    }
+
+    private mutating func upstreamMalformed(_ exchange: Exchange, _ error: HTTPParseError, _ io: some ExchangeIO) {
+        let address = exchange.startRoute.upstream
+        io.perform(.log(.error, .upstreamMalformedHead(address, error)))
+        io.perform(.count(.upstreamError(route: exchange.routeName, kind: .malformed)))
+        respondWithError(status: 502, message: "upstream \(address) sent a malformed response", ending: .error, io)
+    }
+
+    // MARK: Response body
+
+    private enum BodyProgress {
+        case needMore(wrote: Bool)
+        case ended
+        case malformed(HTTPParseError)
+    }
+
+    /// Moves response payload to the client in this same loop turn, re-framed as planned.
+    private mutating func forwardResponseBody(_ exchange: Exchange, _ io: some ExchangeIO) {
+        guard case .streaming(var stream) = exchange.response else { return }
+        // Taken out while it moves bytes, so its storage is not shared; put back before acting on the result.
+        exchange.response = .awaitingHead
+        let progress = pump(&stream, exchange, io)
+        exchange.response = .streaming(stream)
+        switch progress {
+        case .malformed(let error):
+            io.perform(.log(.error, .upstreamMalformedBody(exchange.startRoute.upstream, error)))
+            io.perform(.count(.upstreamError(route: exchange.routeName, kind: .malformed)))
+            abort(.error, io)
+        case .ended:
+            finishResponse(exchange, io)
+        case .needMore(let wrote):
+            // Every write restarts the idle clock.
+            if wrote, stream.heartbeats, let interval = exchange.route.heartbeatInterval { arm(.heartbeat, interval, io) }
+            io.perform(.flush(.client))
+            if io.outputCount(.client) > config.streamBuffer {
+                // Backpressure: stop reading the upstream until the client drains.
+                io.perform(.setReading(.upstream, false))
+                armDrainClock(.drain, io)
+            }
+        }
+    }
+
+    private func pump(_ stream: inout ResponseStream, _ exchange: Exchange, _ io: some ExchangeIO) -> BodyProgress {
+        var wrote = false
+        while true {
+            let available = io.inputCount(.upstream)
+            let step = io.withFirstInputExtent(.upstream) { window in
+                Result { () throws(HTTPParseError) in try stream.body.next(available: available, window: window) }
+            }
+            switch step {
+            case .failure(let error):
+                return .malformed(error)
+            case .success(.payload(let n)):
+                stream.body.didForwardPayload(n)
+                let gated = stream.bomGate.wants(n)
+                if gated > 0 {
+                    let outcome = io.withInputPrefix(.upstream, limit: gated) { stream.bomGate.take($0) }
+                    io.perform(.discard(.upstream, count: gated))
+                    if case .release(let bytes) = outcome { writeReleased(bytes, &stream, exchange, io) }
+                }
+                if n > gated {
+                    movePayload(n - gated, &stream, exchange, io)
+                    stream.bomGate.payloadForwarded()
+                }
+                wrote = true
+            case .success(.skip(let n)):
+                io.perform(.discard(.upstream, count: n))
+            case .success(.end):
+                return .ended
+            case .success(.needMore):
+                if wrote && stream.plan.isEventStream { stream.lastWriteAt = io.now() }
+                return .needMore(wrote: wrote)
+            }
+        }
+    }
+
+    /// Splices `n` payload bytes from the upstream's input to the client (no copy).
+    private func movePayload(_ n: Int, _ stream: inout ResponseStream, _ exchange: Exchange, _ io: some ExchangeIO) {
+        if stream.tracksEvents {
+            // Only the last bytes decide where the stream stands.
+            io.inputTail(.upstream, endingAt: n).withBytes { stream.cursor.advance($0) }
+        }
+        let chunked = stream.plan.clientFraming == .chunked
+        if chunked { io.perform(.writeChunkHeader(.client, count: n)) }
+        io.perform(.splice(from: .upstream, count: n))
+        if chunked { io.perform(.write(.client, ChunkedEncoding.chunkEnd)) }
+        exchange.bytesSent += chunked ? ChunkedEncoding.framedSize(n) : n
+    }
+
+    /// Payload the proxy writes itself (held BOM candidates, heartbeats), framed for the client.
+    private func writePayload(_ bytes: [UInt8], _ stream: ResponseStream, _ exchange: Exchange, _ io: some ExchangeIO) {
+        guard !bytes.isEmpty else { return }
+        let chunked = stream.plan.clientFraming == .chunked
+        if chunked { io.perform(.writeChunkHeader(.client, count: bytes.count)) }
+        io.perform(.write(.client, bytes))
+        if chunked { io.perform(.write(.client, ChunkedEncoding.chunkEnd)) }
+        exchange.bytesSent += chunked ? ChunkedEncoding.framedSize(bytes.count) : bytes.count
+    }
+
+    private func writeReleased(_ bytes: [UInt8], _ stream: inout ResponseStream, _ exchange: Exchange, _ io: some ExchangeIO) {
+        guard !bytes.isEmpty else { return }
+        stream.cursor.advance(bytes)
+        writePayload(bytes, stream, exchange, io)
+    }
+
+    private mutating func finishResponse(_ exchange: Exchange, _ io: some ExchangeIO) {
+        guard case .streaming(var stream) = exchange.response else { preconditionFailure("finishing a response without a head") }
+        if case .release(let bytes) = stream.bomGate.finish() { writeReleased(bytes, &stream, exchange, io) }
+        exchange.response = .streaming(stream)
+        let plan = stream.plan
+        if plan.clientFraming == .chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
+        keepOrReleaseUpstream(exchange, plan: plan, io)
+        endExchange(.complete, io)
+        guard plan.keepAlive, case .complete = exchange.request, !draining else {
+            closeAfterFlush(io)
+            return
+        }
+        state = .awaitingRequest
+        io.perform(.setReading(.client, true))
+        arm(.keepAlive, config.keepaliveTimeout, io)
+        // A pipelined request may already be waiting.
+        readRequestHead(io)
+    }
+
+    /// A connection whose response was read to its end goes back to the pool.
+    private func keepOrReleaseUpstream(_ exchange: Exchange, plan: ResponsePlan, _ io: some ExchangeIO) {
+        io.perform(.flush(.upstream))
+        let reusable = plan.upstreamReusable && !draining && exchange.request.isComplete
+            && io.inputCount(.upstream) == 0 && io.outputCount(.upstream) == 0
+        io.perform(.releaseUpstream(toPool: reusable))
+        exchange.link = .none
+    }
+
+    // MARK: Heartbeats
+
+    private mutating func sendHeartbeat(_ exchange: Exchange, _ io: some ExchangeIO) {
+        guard case .streaming(var stream) = exchange.response, stream.heartbeats,
+              let heartbeat = exchange.route.heartbeat, let interval = exchange.route.heartbeatInterval else { return }
+        // Not at a safe point (mid-line, after CR): the next upstream write restarts the clock.
+        // Bytes the BOM gate holds are not written yet, so the cursor still tells where the output stands.
+        guard let form = stream.cursor.safeHeartbeat else { return }
+        writePayload(heartbeat.bytes(form), stream, exchange, io)
+        stream.cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
+        stream.bomGate.heartbeatWritten()
+        stream.lastWriteAt = io.now()
+        exchange.response = .streaming(stream)
+        exchange.heartbeats += 1
+        io.perform(.count(.heartbeat(route: exchange.routeName)))
+        io.perform(.log(.trace, .heartbeat(route: exchange.route.name)))
+        arm(.heartbeat, interval, io)
+    }
+
+    /// Back to the heartbeat clock, if this response has one.
+    private mutating func rearmHeartbeat(_ exchange: Exchange, _ io: some ExchangeIO) {
+        if case .streaming(let stream) = exchange.response, stream.heartbeats, let interval = exchange.route.heartbeatInterval {
+            arm(.heartbeat, interval, io)
+        } else {
+            disarm(io)
+        }
+    }
+
+    // MARK: Reload and shutdown
+
+    /// A reload happened: new requests use `table`; an open event stream takes
+    /// its route's new heartbeat, with its idle clock still counting from its
+    /// last write (a reload never pushes a due heartbeat back).
+    public mutating func settingsChanged(_ table: RouteTable, _ io: some ExchangeIO) {
+        self.table = table
+        guard case .exchanging(let exchange) = state, case .streaming(var stream) = exchange.response,
+              stream.tracksEvents else { return }
+        exchange.route = table.route(for: Substring(exchange.routingPath))
+        let interval = exchange.route.heartbeatInterval
+        stream.heartbeats = interval != nil
+        exchange.response = .streaming(stream)
+        // A drain or flush clock keeps running; it re-arms the heartbeat when it ends.
+        guard timer == .heartbeat || timer == .none else { return }
+        guard let interval else {
+            disarm(io)
+            return
+        }
+        let idle = io.now() - stream.lastWriteAt
+        arm(.heartbeat, TimeSpan(milliseconds: max(0, interval.milliseconds - idle)), common: false, io)
+    }
+
+    /// Draining: a connection with no request in progress closes now, the others after their exchange.
+    public mutating func drainStarted(_ io: some ExchangeIO) {
+        draining = true
+        if case .awaitingRequest = state, io.inputCount(.client) == 0 { close(io) }
+    }
+
+    /// The shutdown grace is over: event streams end cleanly, anything else is cut.
+    public mutating func shutdownGraceOver(_ io: some ExchangeIO) {
+        switch state {
+        case .exchanging(let exchange):
+            guard case .streaming(let stream) = exchange.response, stream.plan.isEventStream else {
+                abort(.error, io)
+                return
+            }
+            if stream.plan.clientFraming == .chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
+            io.perform(.log(.debug, .endedForShutdown))
+            endExchange(.complete, io)
+            closeAfterFlush(io)
+        case .tunneling:
+            abort(.error, io)
+        case .awaitingRequest:
+            close(io)
+        case .closing, .closed:
+            break
+        }
+    }
+
+    // MARK: Tunnel (Upgrade)
+
+    private mutating func startTunnel(_ exchange: Exchange, _ io: some ExchangeIO) {
+        state = .tunneling(exchange, Tunnel())
+        disarm(io)
+        io.perform(.log(.debug, .tunnelOpen))
+        // Empty-output reports drive half-closes and backpressure from here on.
+        io.perform(.setLowWatermark(.client, 0))
+        io.perform(.setLowWatermark(.upstream, 0))
+        io.perform(.setReading(.client, true))
+        relay(from: .upstream, exchange, io)
+        relay(from: .client, exchange, io)
+    }
+
+    /// Moves everything readable from `source` to the other side, pausing `source` while that side is full.
+    private func relay(from source: Side, _ exchange: Exchange, _ io: some ExchangeIO) {
+        let n = io.inputCount(source)
+        if n > 0 {
+            io.perform(.splice(from: source, count: n))
+            if source == .upstream { exchange.bytesSent += n }
+        }
+        io.perform(.flush(source.other))
+        if io.outputCount(source.other) > config.streamBuffer { io.perform(.setReading(source, false)) }
+    }
+
+    /// `destination`'s output emptied: resume its source, or pass on the source's EOF.
+    private func tunnelDrained(_ destination: Side, _ tunnel: Tunnel, _ io: some ExchangeIO) {
+        let source = destination.other
+        if tunnel.sentEOF(source) {
+            io.perform(.shutdownWrite(destination))
+        } else {
+            io.perform(.setReading(source, true))
+        }
+    }
+
+    private mutating func tunnelHalfClosed(_ io: some ExchangeIO) {
+        guard case .tunneling(_, let tunnel) = state else { return }
+        if tunnel.clientSentEOF && tunnel.upstreamSentEOF {
+            endExchange(.complete, io)
+            closeAfterFlush(io)
+            return
+        }
+        for side in [Side.client, .upstream] where tunnel.sentEOF(side) {
+            io.perform(.setReading(side, false))
+            io.perform(.flush(side.other))
+            if io.outputCount(side.other) == 0 { io.perform(.shutdownWrite(side.other)) }
+        }
+    }
+
+    // MARK: Timer
+
+    public mutating func timerFired(_ io: some ExchangeIO) {
+        let role = timer
+        timer = .none
+        switch role {
+        case .none:
+            return
+        case .clientHeader:
+            io.perform(.log(.debug, .requestHeadTimeout(config.clientHeaderTimeout)))
+            if io.inputCount(.client) > 0 {
+                respondWithError(status: 408, message: "request head not received in time", ending: .timeout, io)
+            } else {
+                close(io)
+            }
+        case .keepAlive:
+            io.perform(.log(.trace, .keepAliveIdleClosed))
+            close(io)
+        case .connect, .response:
+            guard case .exchanging(let exchange) = state else { preconditionFailure("upstream clock without an exchange") }
+            let phase: ExchangeLogEvent.UpstreamWait = role == .connect ? .connect : .response
+            let span = role == .connect ? config.connectTimeout : config.responseTimeout
+            let address = exchange.startRoute.upstream
+            io.perform(.log(.error, .upstreamTimeout(address, phase: phase, span)))
+            io.perform(.count(.upstreamError(route: exchange.routeName, kind: .timeout)))
+            respondWithError(status: 504, message: "upstream \(address) \(ExchangeLogEvent.timeoutText(phase, span))",
+                             ending: .timeout, io)
+        case .heartbeat:
+            guard case .exchanging(let exchange) = state else { preconditionFailure("heartbeat clock without an exchange") }
+            sendHeartbeat(exchange, io)
+        case .flush, .drain:
+            let pending = io.clientPendingBytes()
+            if pending < pendingAtDrainCheck {
+                // Slow but reading: only a client that reads nothing for the whole timeout is cut.
+                armDrainClock(role, io)
+                return
+            }
+            io.perform(.log(.debug, .slowClient(idle: config.keepaliveTimeout, pendingBytes: pending)))
+            io.perform(.count(.clientDisconnected(.timeout)))
+            endExchange(.timeout, io)
+            close(io)
+        }
+    }
+
+    private mutating func armDrainClock(_ role: TimerRole, _ io: some ExchangeIO) {
+        pendingAtDrainCheck = io.clientPendingBytes()
+        arm(role, config.keepaliveTimeout, io)
+    }
+
+    private mutating func arm(_ role: TimerRole, _ span: TimeSpan, common: Bool = true, _ io: some ExchangeIO) {
+        timer = role
+        io.perform(.armTimer(span, common: common))
+    }
+
+    private mutating func disarm(_ io: some ExchangeIO) {
+        guard timer != .none else { return }
+        timer = .none
+        io.perform(.disarmTimer)
+    }
+
+    // MARK: Endings
+
+    private var hasExchange: Bool {
+        switch state {
+        case .exchanging, .tunneling: return true
+        case .awaitingRequest, .closing, .closed: return false
+        }
+    }
+
+    /// Ends the exchange in flight, once: its upstream, metrics and access-log
+    /// line. The state moves to `.closing`; the caller moves it on from there.
+    private mutating func endExchange(_ ending: ExchangeEnding, _ io: some ExchangeIO) {
+        let exchange: Exchange
+        switch state {
+        case .exchanging(let current), .tunneling(let current, _): exchange = current
+        case .awaitingRequest, .closing, .closed: return
+        }
+        state = .closing
+        if exchange.link.isAttached {
+            io.perform(.releaseUpstream(toPool: false))
+            exchange.link = .none
+        }
+        if exchange.isEventStream { io.perform(.count(.streamClosed(route: exchange.routeName))) }
+        // nginx's convention: 499 when the client left before any response head.
+        let status = exchange.status != 0 ? Int(exchange.status) : (ending == .clientClosed ? 499 : 502)
+        io.perform(.count(.requestFinished(route: exchange.routeName, code: status)))
+        guard exchange.table.config.accessLog else { return }
+        io.perform(.accessLog(ExchangeSummary(
+            method: exchange.method, target: exchange.table.redactor.redact(target: exchange.target),
+            status: status, bytesSent: exchange.bytesSent, durationMs: io.now() - exchange.startedAt,
+            route: exchange.routeName, heartbeats: Int(exchange.heartbeats), ending: ending)))
+    }
+
+    private mutating func respondWithError(status: Int, message: String, ending: ExchangeEnding, _ io: some ExchangeIO) {
+        switch state {
+        case .exchanging(let exchange):
+            if case .streaming = exchange.response {
+                // The head is already out: all we can do is cut the stream.
+                abort(ending, io)
+                return
+            }
+            let page = ErrorPage.response(status: status, message: message)
+            exchange.status = Int32(status)
+            send(page, exchange, io)
+            endExchange(ending, io)
+        case .tunneling:
+            abort(ending, io)
+            return
+        case .awaitingRequest:
+            io.perform(.write(.client, ErrorPage.response(status: status, message: message)))
+        case .closing, .closed:
+            return
+        }
+        closeAfterFlush(io)
+    }
+
+    /// Ends the exchange without a proper end of body, so the client sees the truncation.
+    private mutating func abort(_ ending: ExchangeEnding, _ io: some ExchangeIO) {
+        endExchange(ending, io)
+        closeAfterFlush(io)
+    }
+
+    /// The exchange (if any) has ended: flush what is queued for the client, then close.
+    private mutating func closeAfterFlush(_ io: some ExchangeIO) {
+        precondition(!hasExchange, "closing with an exchange in flight")
+        if case .closed = state { return }
+        state = .closing
+        io.perform(.setReading(.client, false))
+        io.perform(.discard(.client, count: io.inputCount(.client)))
+        io.perform(.flush(.client))
+        if io.outputCount(.client) == 0 {
+            close(io)
+            return
+        }
+        // `clientDrained` comes once the output is empty; a client that never reads is cut after keepalive.
+        io.perform(.setLowWatermark(.client, 0))
+        armDrainClock(.flush, io)
+    }
+
+    /// Frees everything this connection holds, exactly once.
+    private mutating func close(_ io: some ExchangeIO) {
+        if case .closed = state { return }
+        endExchange(.clientClosed, io)
+        state = .closed
+        timer = .none
+        io.perform(.close)
+    }
+
+    private func send(_ bytes: [UInt8], _ exchange: Exchange, _ io: some ExchangeIO) {
+        io.perform(.write(.client, bytes))
+        exchange.bytesSent += bytes.count
+    }
+
+    private func logDisconnect(_ side: Side, _ end: SocketEnd, _ io: some ExchangeIO) {
+        if case .failed = end {
+            io.perform(.log(.warning, .disconnected(side, end)))
+        } else {
+            io.perform(.log(.debug, .disconnected(side, end)))
+        }
+    }
+
+    static func describe(_ error: HTTPParseError) -> String {
+        switch error {
+        case .headersTooLarge: return "request header fields too large"
+        case .unsupportedVersion: return "HTTP version not supported"
+        case .malformed(let reason): return "malformed request: \(reason)"
+        }
+    }
+}
