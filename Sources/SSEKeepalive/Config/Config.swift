@@ -89,17 +89,21 @@ public struct RouteConfig: Equatable, Sendable {
     public var token: TokenSettings?
     /// Fully resolved (top-level values inherited).
     public var headers: HeaderSettings
+    /// The sidecar answers this route itself with the diagnostic stream
+    /// (`DiagnosticScript`) that `probe` reads; nothing is forwarded.
+    public var diagnostic: Bool
     /// True only for `Router.fallback` (the route for unmatched paths, named
     /// "default"), so that it is told apart from a user route on "/".
     public var isFallback: Bool
 
     public init(path: String, upstream: SocketAddressSpec? = nil, heartbeat: HeartbeatSettings, token: TokenSettings? = nil,
-                headers: HeaderSettings = HeaderSettings(), isFallback: Bool = false) {
+                headers: HeaderSettings = HeaderSettings(), diagnostic: Bool = false, isFallback: Bool = false) {
         self.path = path
         self.upstream = upstream
         self.heartbeat = heartbeat
         self.token = token
         self.headers = headers
+        self.diagnostic = diagnostic
         self.isFallback = isFallback
     }
 }

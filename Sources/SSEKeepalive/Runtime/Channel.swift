@@ -186,11 +186,17 @@ final class Channel {
         }
     }
 
+    /// A connect that did not complete: the address it tried is skipped for a
+    /// while and its name looked up again (errors come here by themselves; a
+    /// timeout is the owner's to report, see `Worker.upstreamConnectTimedOut`).
+    func reportConnectFailure() {
+        guard connecting, let (candidates, index) = connectingTo else { return }
+        connectingTo = nil
+        candidates.connectFailed(index)
+    }
+
     private func fail(_ code: Int32) {
-        if connecting, let (candidates, index) = connectingTo {
-            connectingTo = nil
-            candidates.connectFailed(index)
-        }
+        reportConnectFailure()
         reading = false
         updateInterest()
         delegate.channelClosed(self, error: code)

@@ -32,6 +32,7 @@ public final class Server: @unchecked Sendable {
     /// Looks upstream host names up again off the loops; results arrive in `resolvedInbox`.
     private let resolver: UpstreamResolver
     private let resolvedInbox = ResolvedInbox()
+    private var resolvedEvent: OpaquePointer?
     /// The last good addresses of each upstream host name in use.
     private var names: [SocketAddressSpec: NameResolution<AddressBytes>] = [:]
     /// What the workers run with now (rebuilt when a name moves).
@@ -68,7 +69,8 @@ public final class Server: @unchecked Sendable {
         notifier = SystemdNotifier(base: control, logger: logger)
         workerStoppedEvent = event_new(control, -1, 0, workerStoppedCallback, context)
         shutdownTimer = event_new(control, -1, 0, shutdownTimerCallback, context)
-        resolvedInbox.event = event_new(control, -1, 0, resolvedCallback, context)
+        resolvedEvent = event_new(control, -1, 0, resolvedCallback, context)
+        resolvedInbox.setEvent(resolvedEvent)
         names = Self.hostNames(in: settings)
         let count = Self.workerCount(config.workers)
         let openConnections = ConnectionCount()
@@ -94,6 +96,9 @@ public final class Server: @unchecked Sendable {
         if let workerStoppedEvent { event_free(workerStoppedEvent) }
         if let shutdownTimer { event_free(shutdownTimer) }
         admin = nil
+        // The resolver thread outlives the server: it must not touch a freed event.
+        resolvedInbox.setEvent(nil)
+        if let resolvedEvent { event_free(resolvedEvent) }
         notifier = nil
         watcher = nil
         retiredWatcher = nil
@@ -373,19 +378,24 @@ private func resolvedCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMut
 
 /// Lookups from the resolver thread, waiting for the control loop.
 final class ResolvedInbox: @unchecked Sendable {
-    private let items = Mutex<[(SocketAddressSpec, UpstreamResolver.Lookup)]>([])
-    /// Activated on the control loop; set once before the resolver starts.
-    var event: OpaquePointer?
+    private let state = Mutex<(items: [(SocketAddressSpec, UpstreamResolver.Lookup)], event: OpaquePointer?)>(([], nil))
+
+    /// The control-loop event to activate; nil (before freeing it) stops the deliveries.
+    func setEvent(_ event: OpaquePointer?) {
+        state.withLock { $0.event = event }
+    }
 
     func post(_ results: [(SocketAddressSpec, UpstreamResolver.Lookup)]) {
-        items.withLock { $0.append(contentsOf: results) }
-        if let event { event_active(event, Int32(EV_READ), 0) }
+        state.withLock { state in
+            state.items.append(contentsOf: results)
+            if let event = state.event { event_active(event, Int32(EV_READ), 0) }
+        }
     }
 
     func take() -> [(SocketAddressSpec, UpstreamResolver.Lookup)] {
-        items.withLock { pending in
-            defer { pending.removeAll() }
-            return pending
+        state.withLock { state in
+            defer { state.items.removeAll() }
+            return state.items
         }
     }
 }
