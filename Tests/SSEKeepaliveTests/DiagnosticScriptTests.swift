@@ -117,32 +117,35 @@ final class DiagnosticScriptTests: XCTestCase {
 
     func testAnswerTable() {
         var limiter = DiagnosticLimiter(maxConcurrent: 1, perMinute: 10, now: 0)
+        func decide(_ method: String, _ version: HTTPVersion, _ query: String?) -> DiagnosticAnswer {
+            DiagnosticAnswer.decide(method: method, version: version, query: query) { limiter.request(now: 0) }
+        }
         func text(_ a: DiagnosticAnswer) -> String {
             switch a {
-            case .error(let bytes): return String(decoding: bytes, as: UTF8.self)
+            case .error(_, let bytes): return String(decoding: bytes, as: UTF8.self)
             case .stream(let head, _, _): return String(decoding: head, as: UTF8.self)
             }
         }
-        let post = DiagnosticAnswer.decide(method: "POST", version: .http11, query: nil, limiter: &limiter, now: 0)
+        let post = decide("POST", .http11, nil)
         XCTAssertTrue(text(post).hasPrefix("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\n"), text(post))
-        let bad = DiagnosticAnswer.decide(method: "GET", version: .http11, query: "gap=1", limiter: &limiter, now: 0)
-        XCTAssertTrue(text(bad).hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        let bad = decide("GET", .http11, "gap=1")
+        guard case .error(400, _) = bad else { return XCTFail(text(bad)) }
         XCTAssertTrue(text(bad).hasSuffix("400 Bad Request: diagnostic stream: gap must be between 50 and 2000\n"), text(bad))
         XCTAssertEqual(limiter.running, 0, "errors take no slot")
-        let ok = DiagnosticAnswer.decide(method: "GET", version: .http11, query: "silence_to=0", limiter: &limiter, now: 0)
+        let ok = decide("GET", .http11, "silence_to=0")
         guard case .stream(let head, let chunked, let script) = ok else { return XCTFail(text(ok)) }
         XCTAssertTrue(chunked)
         XCTAssertEqual(script.parameters.silenceTo, 0)
         XCTAssertEqual(String(decoding: head, as: UTF8.self),
                        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache, no-transform\r\n"
-                       + "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n")
-        let busy = DiagnosticAnswer.decide(method: "GET", version: .http10, query: nil, limiter: &limiter, now: 0)
+                       + "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        let busy = decide("GET", .http10, nil)
+        guard case .error(429, _) = busy else { return XCTFail(text(busy)) }
         XCTAssertTrue(text(busy).hasPrefix("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 10\r\n"), text(busy))
         limiter.finished()
-        guard case .stream(let head10, let chunked10, _) = DiagnosticAnswer.decide(method: "GET", version: .http10, query: nil,
-                                                                                  limiter: &limiter, now: 0) else { return XCTFail() }
+        guard case .stream(let head10, let chunked10, _) = decide("GET", .http10, nil) else { return XCTFail() }
         XCTAssertFalse(chunked10)
-        XCTAssertTrue(String(decoding: head10, as: UTF8.self).hasSuffix("Connection: close\r\n\r\n"))
+        XCTAssertTrue(String(decoding: head10, as: UTF8.self).hasSuffix("X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"))
     }
 
     // MARK: the script through modelled paths, read by probe

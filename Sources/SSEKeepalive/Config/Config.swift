@@ -76,16 +76,20 @@ public struct RouteConfig: Equatable, Sendable {
     /// Fully resolved (top-level values inherited).
     public var heartbeat: HeartbeatSettings
     public var token: TokenSettings?
+    /// The sidecar answers this route itself with the diagnostic stream
+    /// (`DiagnosticScript`) that `probe` reads; nothing is forwarded.
+    public var diagnostic: Bool
     /// True only for `Router.fallback` (the route for unmatched paths, named
     /// "default"), so that it is told apart from a user route on "/".
     public var isFallback: Bool
 
     public init(path: String, upstream: SocketAddressSpec? = nil, heartbeat: HeartbeatSettings, token: TokenSettings? = nil,
-                isFallback: Bool = false) {
+                diagnostic: Bool = false, isFallback: Bool = false) {
         self.path = path
         self.upstream = upstream
         self.heartbeat = heartbeat
         self.token = token
+        self.diagnostic = diagnostic
         self.isFallback = isFallback
     }
 }

@@ -85,7 +85,14 @@ enum ConfigKeys {
         [.text("path", \.path, expected: "a path such as /events", check: routePathProblem), routeUpstream]
             + inherited.map(\.route)
             + [.optionalSection("token", \.token, empty: TokenSettings(), keys: tokenKeys,
-                                expected: "a mapping ({} for the defaults)")]
+                                expected: "a mapping ({} for the defaults)"), routeDiagnostic]
+    }
+
+    /// `diagnostic: true`: the route serves the probe's diagnostic stream; shown by `check` only when on.
+    static var routeDiagnostic: ConfigKey<RouteConfig> {
+        ConfigKey("diagnostic", summary: "true or false",
+                  read: { r, node, path, route throws(ConfigError) in route.diagnostic = try r.bool(node, path) },
+                  render: { route, _ in route.diagnostic ? .scalar("true") : .omitted })
     }
 
     static var tokenKeys: [ConfigKey<TokenSettings>] {

@@ -62,6 +62,16 @@ public protocol ExchangeIO: AnyObject {
     func openUpstream(_ address: SocketAddressSpec, pooled: Bool) -> UpstreamOpening
     /// Carries out one action, at once.
     func perform(_ action: ExchangeAction)
+    /// Asks the worker's limiter for a diagnostic stream (`diagnostic: true`
+    /// routes); `.start` holds a slot until `diagnosticEnded`.
+    func diagnosticAdmit() -> DiagnosticLimiter.Decision
+    func diagnosticEnded()
+}
+
+extension ExchangeIO {
+    /// Harnesses that do not limit diagnostic streams.
+    public func diagnosticAdmit() -> DiagnosticLimiter.Decision { .start }
+    public func diagnosticEnded() {}
 }
 
 /// Up to 3 bytes, inline.

@@ -21,6 +21,7 @@ public enum ExchangeLogEvent: Equatable, Sendable {
     case compressedEventStream(route: String)
     case heartbeat(route: String)
     case endedForShutdown
+    case diagnosticStream(route: String, seconds: Int)
     case tunnelOpen
     case requestHeadTimeout(TimeSpan)
     case keepAliveIdleClosed
@@ -61,6 +62,7 @@ public enum ExchangeLogEvent: Equatable, Sendable {
             return "route \(route): upstream sent a content-encoded event stream; forwarding it without heartbeats"
         case .heartbeat(let route): return "heartbeat on route \(route)"
         case .endedForShutdown: return "event stream ended for shutdown"
+        case .diagnosticStream(let route, let seconds): return "diagnostic stream on route \(route) for \(seconds) s"
         case .tunnelOpen: return "tunnel open"
         case .requestHeadTimeout(let span): return "client \(peer) sent no complete request head in \(span)"
         case .keepAliveIdleClosed: return "idle keep-alive connection closed"

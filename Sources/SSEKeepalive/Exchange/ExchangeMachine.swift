@@ -15,6 +15,8 @@ public struct ExchangeMachine {
         case exchanging(Exchange)
         /// After a 101: raw bytes both ways until both sides have closed.
         case tunneling(Exchange, Tunnel)
+        /// A `diagnostic: true` route: the proxy answers with the diagnostic script itself.
+        case answering(Exchange, DiagnosticRun)
         /// Flushing the last bytes to the client, then closing.
         case closing
         case closed
@@ -35,6 +37,8 @@ public struct ExchangeMachine {
         case flush
         /// The upstream is paused for a client that stopped reading.
         case drain
+        /// The diagnostic script's next step is due.
+        case diagnostic
     }
 
     public private(set) var state = State.awaitingRequest
@@ -82,6 +86,9 @@ public struct ExchangeMachine {
             }
         case .tunneling(let exchange, _):
             relay(from: .client, exchange, io)
+        case .answering:
+            // Nothing more is read from a client on a diagnostic stream (it closes after).
+            io.perform(.discard(.client, count: io.inputCount(.client)))
         case .closing:
             io.perform(.discard(.client, count: io.inputCount(.client)))
         case .closed:
@@ -134,6 +141,10 @@ public struct ExchangeMachine {
         let exchange = Exchange(table: table, route: route, request: request, plan: plan, startedAt: io.now())
         state = .exchanging(exchange)
         io.perform(.log(.debug, .request(method: request.method, path: request.path, route: route.name)))
+        if route.config.diagnostic {
+            startDiagnostic(exchange, request, io)
+            return
+        }
         guard openUpstream(exchange, head: plan.upstreamHead.serialized(), pooled: true, io) else { return }
         forwardRequestBody(exchange, io)
     }
@@ -212,7 +223,7 @@ public struct ExchangeMachine {
             if timer == .drain { rearmHeartbeat(exchange, io) }
         case .tunneling(_, let tunnel):
             tunnelDrained(.client, tunnel, io)
-        case .awaitingRequest, .closed:
+        case .answering, .awaitingRequest, .closed:
             break
         }
     }
@@ -256,7 +267,7 @@ public struct ExchangeMachine {
             if case .exchanging(let current) = state, current === exchange, case .streaming = exchange.response {
                 forwardResponseBody(exchange, io)
             }
-        case .awaitingRequest, .closing, .closed:
+        case .answering, .awaitingRequest, .closing, .closed:
             preconditionFailure("upstream input without an upstream")
         }
     }
@@ -329,7 +340,7 @@ public struct ExchangeMachine {
         case .exchanging(let exchange):
             // The upstream took the request body so far: read more of it from the client.
             if case .sendingBody = exchange.request { io.perform(.setReading(.client, true)) }
-        case .awaitingRequest, .closing, .closed:
+        case .answering, .awaitingRequest, .closing, .closed:
             break
         }
     }
@@ -543,6 +554,55 @@ public struct ExchangeMachine {
         }
     }
 
+    // MARK: Diagnostic stream
+
+    /// A `diagnostic: true` route: answered here, never forwarded (DiagnosticScript).
+    private mutating func startDiagnostic(_ exchange: Exchange, _ request: RequestHead, _ io: some ExchangeIO) {
+        let query = request.target.firstIndex(of: "?").map { String(request.target[request.target.index(after: $0)...]) }
+        let answer = DiagnosticAnswer.decide(method: request.method, version: request.version,
+                                             query: query.map { String($0.prefix { $0 != "#" }) }) { io.diagnosticAdmit() }
+        // The request line is all it takes; a body is not read.
+        exchange.request = .complete
+        switch answer {
+        case .error(let status, let page):
+            exchange.status = Int32(status)
+            send(page, exchange, io)
+            endExchange(.error, io)
+            closeAfterFlush(io)
+        case .stream(let head, let chunked, let script):
+            exchange.status = 200
+            send(head, exchange, io)
+            io.perform(.log(.debug, .diagnosticStream(route: exchange.routeName, seconds: script.parameters.duration / 1000)))
+            state = .answering(exchange, DiagnosticRun(script: script, chunked: chunked))
+            advanceDiagnostic(io)
+        }
+    }
+
+    /// Writes the script's steps up to its next wait (arming the timer for
+    /// it); at its end, the end of the response and of the connection.
+    private mutating func advanceDiagnostic(_ io: some ExchangeIO) {
+        guard case .answering(let exchange, var run) = state else { preconditionFailure("diagnostic step without a diagnostic stream") }
+        while run.next < run.script.steps.count {
+            let step = run.script.steps[run.next]
+            run.next += 1
+            switch step {
+            case .write(let bytes):
+                if run.chunked { io.perform(.writeChunkHeader(.client, count: bytes.count)) }
+                io.perform(.write(.client, bytes))
+                if run.chunked { io.perform(.write(.client, ChunkedEncoding.chunkEnd)) }
+                exchange.bytesSent += run.chunked ? ChunkedEncoding.framedSize(bytes.count) : bytes.count
+            case .wait(let ms):
+                state = .answering(exchange, run)
+                io.perform(.flush(.client))
+                arm(.diagnostic, TimeSpan(milliseconds: ms), common: false, io)
+                return
+            }
+        }
+        if run.chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
+        endExchange(.complete, io)
+        closeAfterFlush(io)
+    }
+
     // MARK: Reload and shutdown
 
     /// A reload happened: new requests use `table`; an open event stream takes
@@ -581,6 +641,12 @@ public struct ExchangeMachine {
                 return
             }
             if stream.plan.clientFraming == .chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
+            io.perform(.log(.debug, .endedForShutdown))
+            endExchange(.complete, io)
+            closeAfterFlush(io)
+        case .answering(let exchange, let run):
+            // Like an event stream: it ends cleanly.
+            if run.chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
             io.perform(.log(.debug, .endedForShutdown))
             endExchange(.complete, io)
             closeAfterFlush(io)
@@ -672,6 +738,8 @@ public struct ExchangeMachine {
         case .heartbeat:
             guard case .exchanging(let exchange) = state else { preconditionFailure("heartbeat clock without an exchange") }
             sendHeartbeat(exchange, io)
+        case .diagnostic:
+            advanceDiagnostic(io)
         case .flush, .drain:
             let pending = io.clientPendingBytes()
             if pending < pendingAtDrainCheck {
@@ -706,7 +774,7 @@ public struct ExchangeMachine {
 
     private var hasExchange: Bool {
         switch state {
-        case .exchanging, .tunneling: return true
+        case .exchanging, .tunneling, .answering: return true
         case .awaitingRequest, .closing, .closed: return false
         }
     }
@@ -717,6 +785,9 @@ public struct ExchangeMachine {
         let exchange: Exchange
         switch state {
         case .exchanging(let current), .tunneling(let current, _): exchange = current
+        case .answering(let current, _):
+            exchange = current
+            io.diagnosticEnded()
         case .awaitingRequest, .closing, .closed: return
         }
         state = .closing
@@ -747,7 +818,7 @@ public struct ExchangeMachine {
             exchange.status = Int32(status)
             send(page, exchange, io)
             endExchange(ending, io)
-        case .tunneling:
+        case .tunneling, .answering:
             abort(ending, io)
             return
         case .awaitingRequest:

@@ -308,7 +308,7 @@ public struct ProbeAnalysis: Sendable {
         } else if d.reachedEnd {
             words += " (all of them: the script ran to its end)"
         }
-        if !words.isEmpty {
+        if !words.isEmpty && !d.silences.isEmpty {
             add("silences", .note, words, evidence: "silences announced (ms): "
                 + d.silences.map(String.init).joined(separator: ", ") + "; survived: \(d.survivedSilences)")
         }
@@ -368,7 +368,8 @@ public struct ProbeAnalysis: Sendable {
     /// seen to tolerate longer silences.
     private mutating func recommend() {
         guard let head = record.head, head.isUsableStream else { return }
-        let path = String(record.target.prefix { $0 != "?" })
+        // The per-route form names the probed stream's path; not the diagnostic route's.
+        let path = diagnostic == nil ? String(record.target.prefix { $0 != "?" }) : nil
         var limits: [(ProbeTime, String)] = []
         if let idleTimeout {
             limits.append((idleTimeout, "the idle timeout of about \(Self.rough(idleTimeout)) s measured on this path"))

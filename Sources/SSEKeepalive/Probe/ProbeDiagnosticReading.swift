@@ -19,11 +19,13 @@ public struct ProbeDiagnosticReading: Equatable, Sendable {
     /// Payload bytes needed before anything reached the client; nil when
     /// nothing was held. `thresholdAbove` is set instead when even the
     /// largest total was held.
-    public var bufferingThreshold: Int?
-    public var thresholdAbove: Int?
+    public var bufferingThreshold: Int? = nil
+    public var thresholdAbove: Int? = nil
 
     /// Held this much longer than the least-delayed event counts as held.
     public static let heldTolerance: ProbeTime = 150_000_000
+    /// How far after a send a flush it caused may arrive.
+    public static let flushTolerance: ProbeTime = 50_000_000
 
     /// nil when the stream is not a diagnostic stream.
     public init?(_ record: ProbeRecord) {
@@ -42,14 +44,22 @@ public struct ProbeDiagnosticReading: Equatable, Sendable {
         let announced = silenceEvents.count
         survivedSilences = lastIndex.map { $0 < all.count - 1 ? announced : announced - 1 } ?? 0
 
-        // Delay of each size event against its schedule, relative to the least delayed.
-        let offsets = sizes.map { $0.arrival - ProbeTime($0.scheduledMs) * 1_000_000 }
-        if let base = offsets.min() {
-            let held = offsets.map { $0 - base > Self.heldTolerance }
-            if let firstOnTime = held.firstIndex(of: false), firstOnTime > 0 {
-                bufferingThreshold = sizes[firstOnTime].total
-            } else if held.allSatisfy({ $0 }) {
-                thresholdAbove = sizes.last?.total
+        // The sender's clock as seen here: the least delayed of the head (sent at
+        // script time 0) and the size events. Anything that came later than
+        // `heldTolerance` behind that was held; the bytes the script had sent by
+        // the time the first event arrived are the path's threshold.
+        var base = sizes.map { $0.arrival - ProbeTime($0.scheduledMs) * 1_000_000 }.min()
+        if let head = record.headAt, let b = base { base = min(b, head) }
+        if let base, let first = sizes.first {
+            let firstArrivalOnSenderClock = first.arrival - base
+            if firstArrivalOnSenderClock - ProbeTime(first.scheduledMs) * 1_000_000 > Self.heldTolerance {
+                let sentBy = sizes.filter { ProbeTime($0.scheduledMs) * 1_000_000 <= firstArrivalOnSenderClock + Self.flushTolerance }
+                if sentBy.count < sizes.count || !reachedEnd {
+                    bufferingThreshold = sentBy.last?.total
+                } else {
+                    // Nothing came before the script had sent everything.
+                    thresholdAbove = sizes.last?.total
+                }
             }
         }
     }

@@ -112,8 +112,9 @@ public enum ProbeReport {
                 out += "    \(line)\n"
             }
         }
-        out += "\n" + (a.healthy ? "healthy: the stream stayed open and clean for the whole duration (exit 0)\n"
-                                  : "not healthy (exit 1)\n")
+        let healthy = a.diagnostic?.reachedEnd == true ? "healthy: the diagnostic script ran to its end undisturbed (exit 0)\n"
+            : "healthy: the stream stayed open and clean for the whole duration (exit 0)\n"
+        out += "\n" + (a.healthy ? healthy : "not healthy (exit 1)\n")
         return out
     }
 

@@ -72,7 +72,10 @@ public struct DiagnosticScript: Equatable, Sendable {
             let parts = piece.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let name = String(parts[0])
             guard let range = ranges.first(where: { $0.name == name }) else {
-                return .failure(QueryError("unknown parameter \"\(TextEscape.message(name))\" (use \(ranges.map(\.name).joined(separator: ", ")))"))
+                // Shown as visible ASCII only (this file builds without Text/ in the fuzz build).
+                let shown = String(decoding: name.utf8.prefix(40).map { HTTPBytes.isVisibleASCII($0) && $0 != 0x22 ? $0 : 0x3F },
+                                   as: UTF8.self)
+                return .failure(QueryError("unknown parameter \"\(shown)\" (use \(ranges.map(\.name).joined(separator: ", ")))"))
             }
             guard seen.insert(name).inserted else { return .failure(QueryError("parameter \(name) given twice")) }
             guard parts.count == 2, parts[1].utf8.count <= 7, !parts[1].isEmpty, parts[1].utf8.allSatisfy(HTTPBytes.isDigit),
@@ -225,34 +228,47 @@ public struct DiagnosticLimiter: Sendable {
 /// written: the script's stream, or a short error page.
 public enum DiagnosticAnswer: Equatable, Sendable {
     /// Write `head`, then perform the script's steps (payload framed as
-    /// `chunked` says), no heartbeats, then end the response.
+    /// `chunked` says), no heartbeats, then end the response and close.
     case stream(head: [UInt8], chunked: Bool, script: DiagnosticScript)
     /// A complete response that closes the connection.
-    case error([UInt8])
+    case error(status: Int, page: [UInt8])
 
-    /// `query` without the `?`; `limiter` is asked only for a valid request.
-    public static func decide(method: String, version: HTTPVersion, query: String?, limiter: inout DiagnosticLimiter,
-                              now: Int64) -> DiagnosticAnswer {
+    /// `query` without the `?`; `admit` (the limiter) is asked only for a
+    /// valid request, and a `.stream` answer holds the slot it gave.
+    public static func decide(method: String, version: HTTPVersion, query: String?,
+                              admit: () -> DiagnosticLimiter.Decision) -> DiagnosticAnswer {
         guard method == "GET" else {
-            return .error(ErrorPage.response(status: 405, message: "the diagnostic stream answers GET only",
-                                             headers: [("Allow", "GET")]))
+            return .error(status: 405, page: ErrorPage.response(status: 405, message: "the diagnostic stream answers GET only",
+                                                                headers: [("Allow", "GET")]))
         }
         let parameters: DiagnosticScript.Parameters
         switch DiagnosticScript.parse(query: query) {
         case .failure(let error):
-            return .error(ErrorPage.response(status: 400, message: "diagnostic stream: \(error.description)"))
+            return .error(status: 400, page: ErrorPage.response(status: 400, message: "diagnostic stream: \(error.description)"))
         case .success(let p):
             parameters = p
         }
-        if case .refuse(let seconds) = limiter.request(now: now) {
-            return .error(ErrorPage.response(status: 429, message: "too many diagnostic streams; retry in \(seconds) s",
-                                             headers: [("Retry-After", "\(seconds)")]))
+        if case .refuse(let seconds) = admit() {
+            return .error(status: 429, page: ErrorPage.response(
+                status: 429, message: "too many diagnostic streams; retry in \(seconds) s", headers: [("Retry-After", "\(seconds)")]))
         }
         let chunked = version == .http11
         // The headers the sidecar gives every event stream, so the path treats it the same.
         var head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache, no-transform\r\n"
             + "X-Accel-Buffering: no\r\n"
-        head += chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n"
+        head += chunked ? "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" : "Connection: close\r\n\r\n"
         return .stream(head: Array(head.utf8), chunked: chunked, script: DiagnosticScript(parameters))
+    }
+}
+
+/// A diagnostic stream in progress: the next step to perform.
+public struct DiagnosticRun: Sendable {
+    public let script: DiagnosticScript
+    public let chunked: Bool
+    public var next = 0
+
+    public init(script: DiagnosticScript, chunked: Bool) {
+        self.script = script
+        self.chunked = chunked
     }
 }

@@ -138,6 +138,10 @@ extension Connection: ExchangeIO {
 
     func describe(errno code: Int32) -> String { SocketErrors.describe(code) }
 
+    func diagnosticAdmit() -> DiagnosticLimiter.Decision { worker.diagnosticAdmit(now: now()) }
+
+    func diagnosticEnded() { worker.diagnosticEnded() }
+
     func openUpstream(_ spec: SocketAddressSpec, pooled: Bool) -> UpstreamOpening {
         upstreamAddress = spec
         if pooled, let channel = worker.upstreamPool.take(spec) {

@@ -32,6 +32,15 @@ final class Worker: @unchecked Sendable {
     var metrics = MetricsSnapshot()
     /// Idle upstream connections, reused by the next request to the same address.
     let upstreamPool = UpstreamPool()
+    /// Diagnostic streams of this worker (`diagnostic: true` routes): at most 2 at once, 10 starts a minute.
+    private var diagnosticLimiter: DiagnosticLimiter?
+
+    func diagnosticAdmit(now: Int) -> DiagnosticLimiter.Decision {
+        if diagnosticLimiter == nil { diagnosticLimiter = DiagnosticLimiter(now: Int64(now)) }
+        return diagnosticLimiter!.request(now: Int64(now))
+    }
+
+    func diagnosticEnded() { diagnosticLimiter?.finished() }
     /// Routes already warned about a compressed event stream (docs/behaviour.md, "Event streams": once per route, across workers).
     let compressedStreamWarnings: WarnOnce
 

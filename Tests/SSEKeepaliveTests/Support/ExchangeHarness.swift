@@ -257,6 +257,18 @@ final class ExchangeHarness: ExchangeIO {
 
     func now() -> Int { clock }
 
+    /// Diagnostic streams holding a slot; `refuseDiagnostic` makes the limiter say no.
+    var diagnosticSlots = 0
+    var refuseDiagnostic: DiagnosticLimiter.Decision?
+
+    func diagnosticAdmit() -> DiagnosticLimiter.Decision {
+        if let refuseDiagnostic { return refuseDiagnostic }
+        diagnosticSlots += 1
+        return .start
+    }
+
+    func diagnosticEnded() { diagnosticSlots -= 1 }
+
     func describe(errno code: Int32) -> String { "errno \(code)" }
 
     func openUpstream(_ address: SocketAddressSpec, pooled: Bool) -> UpstreamOpening {

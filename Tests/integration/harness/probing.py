@@ -69,7 +69,7 @@ http {{
 {server_directives}
         location / {{
             proxy_pass http://{upstream};
-            proxy_http_version 1.1;
+            proxy_http_version {http_version};
             proxy_set_header Connection "";
 {directives}
         }}
@@ -104,13 +104,16 @@ def _stop(proc: subprocess.Popen) -> None:
 class Nginx:
     """nginx in the foreground with a generated config, on a loopback port.
     `directives` go into the proxying location, `server_directives` into the
-    server block, `listen_extra` after the listen address (e.g. " ssl")."""
+    server block, `listen_extra` after the listen address (e.g. " ssl");
+    `http_version` is nginx's HTTP version to the upstream (1.0: the
+    upstream answers close-delimited, which nginx buffers)."""
 
-    def __init__(self, binary: str, upstream: str, directives: list[str], server_directives=(), listen_extra: str = ""):
+    def __init__(self, binary: str, upstream: str, directives: list[str], server_directives=(), listen_extra: str = "",
+                 http_version: str = "1.1"):
         self.prefix = tempfile.mkdtemp(prefix="ssek-nginx-")
         self.port = proxy_mod.free_port()
         conf = NGINX_CONF.format(
-            prefix=self.prefix, port=self.port, upstream=upstream, listen_extra=listen_extra,
+            prefix=self.prefix, port=self.port, upstream=upstream, listen_extra=listen_extra, http_version=http_version,
             user="user root;" if os.geteuid() == 0 else "",
             server_directives="\n".join(f"        {d};" for d in server_directives),
             directives="\n".join(f"            {d};" for d in directives))
