@@ -49,6 +49,8 @@ final class ConfigRenderTests: XCTestCase {
               padding: 0
             retry: off
             max_stream_duration: off
+            headers:
+              allow_underscores: false
             token:
               query: "access_token"
               header: "Authorization"

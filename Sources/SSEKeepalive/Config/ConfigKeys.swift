@@ -47,7 +47,12 @@ enum ConfigKeys {
             InheritedKey(\Config.retry, \RouteConfig.retry, .jitteredOrOff("retry", \.self)),
             InheritedKey(\Config.maxStreamDuration, \RouteConfig.maxStreamDuration,
                          .jitteredOrOff("max_stream_duration", \.self)),
+            InheritedKey(\Config.headers, \RouteConfig.headers, .section("headers", \.self, keys: headerKeys)),
         ]
+    }
+
+    static var headerKeys: [ConfigKey<HeaderSettings>] {
+        [.bool("allow_underscores", \.allowUnderscores)]
     }
 
     static var heartbeatKeys: [ConfigKey<HeartbeatSettings>] {
