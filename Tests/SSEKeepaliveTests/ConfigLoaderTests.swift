@@ -290,6 +290,9 @@ final class ConfigLoaderTests: XCTestCase {
             ("routes:\n  - path: //a/./b\n", "routes[0].path", 2, "requests are routed on \"/a/b\""),
             ("routes:\n  - path: /a/%2Fb\n", "routes[0].path", 2, "in the path; no request could match it"),
             ("routes:\n  - path: /../a\n", "routes[0].path", 2, "no request could match it"),
+            ("headers:\n  allow_underscores: maybe\n", "headers.allow_underscores", 2, "invalid boolean \"maybe\""),
+            ("headers:\n  allow_underscore: true\n", "headers.allow_underscore", 2, "did you mean"),
+            ("routes:\n  - path: /a\n    headers: {allow_underscores: 1x}\n", "routes[0].headers.allow_underscores", 3, "invalid boolean"),
             ("routes:\n  - path: /a\n  - path: /b\n  - path: /a\n", "routes[2].path", 4, "duplicate route path \"/a\" (already used by routes[0])"),
             ("routes:\n  - path: /a\n    token: {query: \"my token\"}\n", "routes[0].token.query", 3, "invalid query parameter name \"my token\""),
             ("routes:\n  - path: /a\n    token: {query: \"\"}\n", "routes[0].token.query", 3, "invalid query parameter name \"\""),
@@ -510,5 +513,29 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(ConfigReader.editDistance("intervall", "interval"), 1)
         XCTAssertEqual(ConfigReader.editDistance("", "abc"), 3)
         XCTAssertEqual(ConfigReader.editDistance("kitten", "sitting"), 3)
+    }
+
+    /// `headers.allow_underscores`: top level, inherited by routes, overridable per route.
+    func testHeadersAllowUnderscoresInheritsAndOverrides() throws {
+        var c = try ConfigLoader.parse(yaml: "routes:\n  - path: /a\n", file: "t.yaml")
+        XCTAssertFalse(c.headers.allowUnderscores)
+        XCTAssertFalse(c.routes[0].headers.allowUnderscores)
+        c = try ConfigLoader.parse(yaml: """
+        routes:
+          - path: /a
+          - path: /b
+            headers: {allow_underscores: false}
+        headers:
+          allow_underscores: true
+        """, file: "t.yaml")
+        XCTAssertTrue(c.headers.allowUnderscores)
+        XCTAssertEqual(c.routes.map(\.headers.allowUnderscores), [true, false])
+        XCTAssertTrue(Router(config: c).fallback.headers.allowUnderscores)
+        XCTAssertTrue(c.rendered().contains("allow_underscores: true"), c.rendered())
+        // the plan for a request on a route follows the route's setting
+        let request = RequestHead(method: "GET", target: "/a", version: .http11,
+                                  headers: HTTPHeaders([("Host", "h"), ("X_A", "1")]))
+        XCTAssertEqual(try RequestPlan.make(request, route: c.routes[0]).upstreamHead.headers["X_A"], "1")
+        XCTAssertNil(try RequestPlan.make(request, route: c.routes[1]).upstreamHead.headers["X_A"])
     }
 }

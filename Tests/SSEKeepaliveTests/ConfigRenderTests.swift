@@ -45,6 +45,8 @@ final class ConfigRenderTests: XCTestCase {
               interval: 30s
               comment: "heartbeat"
               blank_line: true
+            headers:
+              allow_underscores: false
             token:
               query: "access_token"
               header: "Authorization"

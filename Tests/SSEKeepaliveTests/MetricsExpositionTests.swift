@@ -5,7 +5,7 @@ final class MetricsExpositionTests: XCTestCase {
     static let families = [
         "sse_keepalive_streams_open", "sse_keepalive_heartbeats_total", "sse_keepalive_bytes_forwarded_total",
         "sse_keepalive_requests_total", "sse_keepalive_upstream_errors_total", "sse_keepalive_client_disconnects_total",
-        "sse_keepalive_connections_open", "sse_keepalive_connections_accepted_total",
+        "sse_keepalive_request_headers_dropped_total", "sse_keepalive_connections_open", "sse_keepalive_connections_accepted_total",
         "sse_keepalive_worker_connections_accepted_total", "sse_keepalive_workers", "sse_keepalive_draining",
     ]
 
@@ -19,6 +19,8 @@ final class MetricsExpositionTests: XCTestCase {
                       RouteCode(route: "/events", code: 200): 3]
         m.upstreamErrors = [RouteUpstreamError(route: "/events", kind: .connect): 1]
         m.clientDisconnects = [.reset: 2]
+        m.requestHeadersDropped(route: "/events", count: 2)
+        m.requestHeadersDropped(route: "/events", count: 1)
         m.connectionsOpen = 3
         m.connectionsAccepted = 7
         m.acceptedByWorker = [0: 4, 1: 3]
@@ -51,6 +53,9 @@ final class MetricsExpositionTests: XCTestCase {
             sse_keepalive_client_disconnects_total{kind="eof"} 0
             sse_keepalive_client_disconnects_total{kind="reset"} 2
             sse_keepalive_client_disconnects_total{kind="timeout"} 0
+            # HELP sse_keepalive_request_headers_dropped_total Request header fields not forwarded because their name contains an underscore, by route.
+            # TYPE sse_keepalive_request_headers_dropped_total counter
+            sse_keepalive_request_headers_dropped_total{route="/events"} 3
             # HELP sse_keepalive_connections_open Client connections currently open.
             # TYPE sse_keepalive_connections_open gauge
             sse_keepalive_connections_open 3

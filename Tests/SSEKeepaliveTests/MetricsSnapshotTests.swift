@@ -12,6 +12,7 @@ final class MetricsSnapshotTests: XCTestCase {
         m.upstreamErrors[RouteUpstreamError(route: "/events", kind: .timeout), default: 0] += seed
         m.upstreamErrors[RouteUpstreamError(route: "/events", kind: UpstreamErrorKind.allCases[(seed + 1) % 4]), default: 0] += 1
         m.clientDisconnects = [.reset: seed, .eof: 1]
+        m.requestHeadersDropped = ["/events": seed, "w\(seed)": 1]
         m.connectionsOpen = seed
         m.connectionsAccepted = 3 * seed
         return m
@@ -31,6 +32,7 @@ final class MetricsSnapshotTests: XCTestCase {
                                    RouteUpstreamError(route: "/events", kind: .reset): 1,
                                    RouteUpstreamError(route: "/events", kind: .malformed): 1]
         expected.clientDisconnects = [.reset: 3, .eof: 2]
+        expected.requestHeadersDropped = ["/events": 3, "w1": 1, "w2": 1]
         expected.connectionsOpen = 3
         expected.connectionsAccepted = 9
         XCTAssertEqual(total, expected)

@@ -7,6 +7,7 @@ import pytest
 
 from harness import client as http
 from harness import upstream as up
+from harness.proxy import base_config, free_port
 
 pytestmark = pytest.mark.proxy_only
 
@@ -23,6 +24,46 @@ def test_underscored_header_names_are_not_forwarded_by_default(stack):
     assert req.get_all("x-forwarded-for") == ["1.1.1.1"]
     assert req.get("accept") == "*/*"
     assert req.framing == "none"
+
+
+def test_dropped_underscored_fields_are_counted_and_logged(start_proxy, upstream):
+    admin = free_port()
+    p = start_proxy(base_config(upstream.config_addr, admin={"listen": f"127.0.0.1:{admin}"},
+                                log={"level": "debug"}, routes=[{"path": "/r"}]))
+    resp = http.request(p.addr, "GET", "/r/x", [("X_A", "1"), ("X_B", "2"), ("X-C", "3")])
+    assert resp.status == 200
+    text = http.request(("127.0.0.1", admin), "GET", "/metrics").body.data.decode()
+    assert 'sse_keepalive_request_headers_dropped_total{route="/r"} 2' in text, text
+    line = p.wait_for_log("X_A", timeout=2, level="debug")
+    assert line and "X_B" in line.text, p.log_text()[-2000:]
+
+
+@pytest.mark.parametrize("top, route, forwarded", [(True, None, True), (False, True, True), (True, False, False)])
+def test_underscored_fields_forwarded_with_the_switch(start_proxy, upstream, top, route, forwarded):
+    r = {"path": "/r"}
+    if route is not None:
+        r["headers"] = {"allow_underscores": route}
+    p = start_proxy(base_config(upstream.config_addr, headers={"allow_underscores": top}, routes=[r]))
+    assert http.request(p.addr, "GET", "/r/x", [("X_Forwarded_For", "6.6.6.6"), ("X-Forwarded-For", "1.1.1.1")]).status == 200
+    [req] = upstream.requests_for("/r")
+    assert req.get_all("x_forwarded_for") == (["6.6.6.6"] if forwarded else [])
+    assert req.get_all("x-forwarded-for") == ["1.1.1.1"]
+
+
+def test_interim_response_has_no_content_length(stack):
+    s = stack()
+    s.upstream.route("/hints", [
+        up.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nContent-Length: 0\r\n\r\n"),
+        *up.response(200, body=b"ok")])
+    conn = http.connect(s.addr)
+    try:
+        conn.send(http.build_request("GET", "/hints"))
+        hint = conn.read_head(allow_1xx=True)
+        assert hint.status == 103 and hint.get("link") == "</a.css>; rel=preload"
+        assert not hint.has("content-length"), hint.headers
+        assert conn.read_head().status == 200
+    finally:
+        conn.close()
 
 
 def test_204_has_no_content_length(stack):

@@ -68,6 +68,17 @@ public struct TokenSettings: Equatable, Sendable {
     }
 }
 
+/// Request header handling (`headers`, top level and per route).
+public struct HeaderSettings: Equatable, Sendable {
+    /// Forward request field names containing `_`; off by default, because
+    /// CGI-style servers read `X_Foo` as the same variable as `X-Foo`.
+    public var allowUnderscores: Bool
+
+    public init(allowUnderscores: Bool = false) {
+        self.allowUnderscores = allowUnderscores
+    }
+}
+
 public struct RouteConfig: Equatable, Sendable {
     /// Path prefix, matched segment-aware; also the route's name in logs and metrics.
     public var path: String
@@ -76,6 +87,8 @@ public struct RouteConfig: Equatable, Sendable {
     /// Fully resolved (top-level values inherited).
     public var heartbeat: HeartbeatSettings
     public var token: TokenSettings?
+    /// Fully resolved (top-level values inherited).
+    public var headers: HeaderSettings
     /// The sidecar answers this route itself with the diagnostic stream
     /// (`DiagnosticScript`) that `probe` reads; nothing is forwarded.
     public var diagnostic: Bool
@@ -84,11 +97,12 @@ public struct RouteConfig: Equatable, Sendable {
     public var isFallback: Bool
 
     public init(path: String, upstream: SocketAddressSpec? = nil, heartbeat: HeartbeatSettings, token: TokenSettings? = nil,
-                diagnostic: Bool = false, isFallback: Bool = false) {
+                headers: HeaderSettings = HeaderSettings(), diagnostic: Bool = false, isFallback: Bool = false) {
         self.path = path
         self.upstream = upstream
         self.heartbeat = heartbeat
         self.token = token
+        self.headers = headers
         self.diagnostic = diagnostic
         self.isFallback = isFallback
     }
@@ -104,6 +118,7 @@ public struct Config: Equatable, Sendable {
     public var upstream: SocketAddressSpec = .inet(host: "127.0.0.1", port: 3000)
     public var workers: WorkerCount = .auto
     public var heartbeat = HeartbeatSettings()
+    public var headers = HeaderSettings()
 
     public var logLevel: LogLevelName = .info
     public var logFormat: LogFormat = .text

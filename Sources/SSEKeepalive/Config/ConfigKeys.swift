@@ -44,7 +44,12 @@ enum ConfigKeys {
         [
             InheritedKey(\Config.heartbeat, \RouteConfig.heartbeat,
                          .section("heartbeat", \.self, keys: heartbeatKeys, shorthand: "interval")),
+            InheritedKey(\Config.headers, \RouteConfig.headers, .section("headers", \.self, keys: headerKeys)),
         ]
+    }
+
+    static var headerKeys: [ConfigKey<HeaderSettings>] {
+        [.bool("allow_underscores", \.allowUnderscores)]
     }
 
     static var heartbeatKeys: [ConfigKey<HeartbeatSettings>] {

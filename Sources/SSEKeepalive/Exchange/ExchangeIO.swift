@@ -152,6 +152,8 @@ public enum ExchangeMetric: Equatable, Sendable {
     case requestFinished(route: String, code: Int)
     case upstreamError(route: String, kind: UpstreamErrorKind)
     case clientDisconnected(ClientDisconnectKind)
+    /// Request header fields not forwarded because their name has `_`.
+    case requestHeadersDropped(route: String, count: Int)
 
     public func apply(to metrics: inout MetricsSnapshot) {
         switch self {
@@ -161,6 +163,7 @@ public enum ExchangeMetric: Equatable, Sendable {
         case .requestFinished(let route, let code): metrics.requestFinished(route: route, code: code)
         case .upstreamError(let route, let kind): metrics.upstreamError(route: route, kind: kind)
         case .clientDisconnected(let kind): metrics.clientDisconnected(kind)
+        case .requestHeadersDropped(let route, let count): metrics.requestHeadersDropped(route: route, count: count)
         }
     }
 }

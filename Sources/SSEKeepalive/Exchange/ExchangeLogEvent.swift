@@ -8,6 +8,8 @@ public enum ExchangeLogEvent: Equatable, Sendable {
     case badRequest(HTTPParseError)
     case badRequestBody(HTTPParseError)
     case request(method: String, path: Substring, route: String)
+    /// Names (never values) of request fields with `_` that were not forwarded.
+    case headerFieldsDropped([String])
     case clientClosed
     case disconnected(Side, SocketEnd)
     case staleUpstreamRetried
@@ -40,6 +42,8 @@ public enum ExchangeLogEvent: Equatable, Sendable {
         case .badRequest(let error): return "bad request from \(peer): \(error)"
         case .badRequestBody(let error): return "bad request body from \(peer): \(error)"
         case .request(let method, let path, let route): return "\(method) \(path) route=\(route)"
+        case .headerFieldsDropped(let names):
+            return "header fields with '_' not forwarded: \(names.joined(separator: ", "))"
         case .clientClosed: return "client \(peer) closed the connection"
         case .disconnected(let side, let end):
             let who = side == .client ? "client" : "upstream"

@@ -133,10 +133,14 @@ public struct ExchangeMachine {
         let route = table.route(for: target.map { Substring($0.path) } ?? request.path)
         let plan: RequestPlan
         do {
-            plan = try RequestPlan.make(request, token: route.config.token)
+            plan = try RequestPlan.make(request, route: route.config)
         } catch {
             refuse(error, io)
             return
+        }
+        if !plan.droppedHeaderNames.isEmpty {
+            io.perform(.log(.debug, .headerFieldsDropped(plan.droppedHeaderNames)))
+            io.perform(.count(.requestHeadersDropped(route: route.name, count: plan.droppedHeaderNames.count)))
         }
         let exchange = Exchange(table: table, route: route, request: request, plan: plan, startedAt: io.now())
         state = .exchanging(exchange)
@@ -362,7 +366,7 @@ public struct ExchangeMachine {
             }
             if head.status >= 100 && head.status < 200 && head.status != 101 {
                 // Interim responses go to HTTP/1.1 clients only (RFC 9110 15.2).
-                if !exchange.isHTTP10 { send(head.serialized(), exchange, io) }
+                if !exchange.isHTTP10 { send(HeaderPolicy.interimResponse(head).serialized(), exchange, io) }
                 continue
             }
             let plan: ResponsePlan

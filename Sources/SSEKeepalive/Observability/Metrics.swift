@@ -55,6 +55,8 @@ public struct MetricsSnapshot: Equatable, Sendable {
     public var requests: [RouteCode: Int] = [:]
     public var upstreamErrors: [RouteUpstreamError: Int] = [:]
     public var clientDisconnects: [ClientDisconnectKind: Int] = [:]
+    /// route -> request header fields not forwarded because their name has `_`.
+    public var requestHeadersDropped: [String: Int] = [:]
     /// Client connections open now (gauge).
     public var connectionsOpen: Int = 0
     public var connectionsAccepted: Int = 0
@@ -81,6 +83,10 @@ public struct MetricsSnapshot: Equatable, Sendable {
     @inline(__always) public mutating func clientDisconnected(_ kind: ClientDisconnectKind) {
         clientDisconnects[kind, default: 0] += 1
     }
+    /// `count`: `RequestPlan.droppedHeaderNames.count` of a request on `route`.
+    @inline(__always) public mutating func requestHeadersDropped(route: String, count: Int) {
+        requestHeadersDropped[route, default: 0] += count
+    }
 
     // MARK: Summing
 
@@ -94,6 +100,7 @@ public struct MetricsSnapshot: Equatable, Sendable {
         for (k, v) in other.requests { requests[k, default: 0] += v }
         for (k, v) in other.upstreamErrors { upstreamErrors[k, default: 0] += v }
         for (k, v) in other.clientDisconnects { clientDisconnects[k, default: 0] += v }
+        for (k, v) in other.requestHeadersDropped { requestHeadersDropped[k, default: 0] += v }
         connectionsOpen += other.connectionsOpen
         connectionsAccepted += other.connectionsAccepted
         for (k, v) in other.acceptedByWorker { acceptedByWorker[k, default: 0] += v }
@@ -143,6 +150,12 @@ public struct MetricsSnapshot: Equatable, Sendable {
                    "Clients gone mid-exchange, by kind (reset, eof, timeout).")
         for kind in ClientDisconnectKind.allCases.sorted(by: { $0.rawValue < $1.rawValue }) {
             out.sample("sse_keepalive_client_disconnects_total", [("kind", kind.rawValue)], clientDisconnects[kind] ?? 0)
+        }
+
+        out.family("sse_keepalive_request_headers_dropped_total", .counter,
+                   "Request header fields not forwarded because their name contains an underscore, by route.")
+        for (route, v) in requestHeadersDropped.sorted(by: { $0.key < $1.key }) {
+            out.sample("sse_keepalive_request_headers_dropped_total", [("route", route)], v)
         }
 
         out.family("sse_keepalive_connections_open", .gauge, "Client connections currently open.")

@@ -19,6 +19,11 @@ public struct RequestPlan: Equatable, Sendable {
     /// does not open tunnels to arbitrary hosts.
     public static let refusedMethods: Set<String> = ["CONNECT"]
 
+    /// The plan for a request on `route`: its token and header settings.
+    public static func make(_ request: RequestHead, route: RouteConfig) throws(HTTPParseError) -> RequestPlan {
+        try make(request, token: route.token, allowUnderscoreHeaders: route.headers.allowUnderscores)
+    }
+
     /// `token`: the route's query-token settings, if it has them (docs/behaviour.md, "Query token").
     /// `allowUnderscoreHeaders`: forward field names containing `_` (dropped by
     /// default: CGI-style servers read `X_Foo` and `X-Foo` as the same variable).

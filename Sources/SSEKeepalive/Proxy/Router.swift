@@ -16,7 +16,8 @@ public struct Router: Sendable {
     public init(config: Config) {
         routes = config.routes
         defaultUpstream = config.upstream
-        fallback = RouteConfig(path: "/", upstream: nil, heartbeat: config.heartbeat, token: nil, isFallback: true)
+        fallback = RouteConfig(path: "/", upstream: nil, heartbeat: config.heartbeat, token: nil,
+                               headers: config.headers, isFallback: true)
     }
 
     /// The first route in file order matching the normalised form of `path`
