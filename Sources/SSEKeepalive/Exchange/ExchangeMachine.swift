@@ -852,6 +852,7 @@ public struct ExchangeMachine {
             let phase: ExchangeLogEvent.UpstreamWait = role == .connect ? .connect : .response
             let span = role == .connect ? config.connectTimeout : config.responseTimeout
             let address = exchange.startRoute.upstream
+            if role == .connect { io.perform(.upstreamConnectTimedOut) }
             io.perform(.log(.error, .upstreamTimeout(address, phase: phase, span)))
             io.perform(.count(.upstreamError(route: exchange.routeName, kind: .timeout)))
             respondWithError(status: 504, message: "upstream \(address) \(ExchangeLogEvent.timeoutText(phase, span))",
