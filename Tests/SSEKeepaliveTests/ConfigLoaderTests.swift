@@ -515,6 +515,49 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(ConfigReader.editDistance("kitten", "sitting"), 3)
     }
 
+    // MARK: Streams through every hop
+
+    func testStreamKeysTopLevelAndPerRoute() throws {
+        let c = try ConfigLoader.parse(yaml: """
+            heartbeat: {interval: 10s, on_open: false, padding: 2KiB}
+            retry: 3s
+            max_stream_duration: {base: 1h, jitter: 10m}
+            routes:
+              - path: /a
+              - path: /b
+                heartbeat: {on_open: true, padding: 0}
+                retry: {base: 2s, jitter: 2s}
+                max_stream_duration: off
+            """, file: "x.yaml")
+        XCTAssertEqual(c.heartbeat.onOpen, false)
+        XCTAssertEqual(c.heartbeat.padding, 2048)
+        XCTAssertEqual(c.retry, JitteredSpan(base: .seconds(3)))
+        XCTAssertEqual(c.maxStreamDuration, JitteredSpan(base: .seconds(3600), jitter: .seconds(600)))
+        XCTAssertEqual(c.routes[0].heartbeat.padding, 2048, "inherited")
+        XCTAssertEqual(c.routes[0].retry, c.retry)
+        XCTAssertEqual(c.routes[0].maxStreamDuration, c.maxStreamDuration)
+        XCTAssertEqual(c.routes[1].heartbeat.onOpen, true)
+        XCTAssertEqual(c.routes[1].heartbeat.padding, 0)
+        XCTAssertEqual(c.routes[1].retry, JitteredSpan(base: .seconds(2), jitter: .seconds(2)))
+        XCTAssertNil(c.routes[1].maxStreamDuration)
+        XCTAssertEqual(Config().heartbeat.onOpen, true, "on by default")
+        XCTAssertNil(Config().retry)
+        // check's output reads back to the same config.
+        XCTAssertEqual(try ConfigLoader.parse(yaml: c.rendered(), file: "x.yaml").routes, c.routes)
+    }
+
+    func testBadStreamKeys() {
+        assertError("heartbeat: {on_open: maybe}\n", key: "heartbeat.on_open", line: 1, contains: "true or false")
+        assertError("heartbeat:\n  padding: 65KiB\n", key: "heartbeat.padding", line: 2, contains: "too large")
+        assertError("retry: 0s\n", key: "retry", line: 1, contains: "invalid duration")
+        assertError("retry: -2s\n", key: "retry", line: 1, contains: "invalid duration")
+        assertError("retry: {jitter: 2s}\n", key: "retry", line: 1, contains: "a jitter needs a base")
+        assertError("max_stream_duration: {base: 1h, jiter: 1m}\n", key: "max_stream_duration.jiter", line: 1,
+                    contains: "did you mean")
+        assertError("routes:\n  - path: /a\n    max_stream_duration: {base: 1h, jitter: 0s}\n",
+                    key: "routes[0].max_stream_duration.jitter", line: 3, contains: "invalid duration")
+    }
+
     /// `headers.allow_underscores`: top level, inherited by routes, overridable per route.
     func testHeadersAllowUnderscoresInheritsAndOverrides() throws {
         var c = try ConfigLoader.parse(yaml: "routes:\n  - path: /a\n", file: "t.yaml")

@@ -45,6 +45,10 @@ final class ConfigRenderTests: XCTestCase {
               interval: 30s
               comment: "heartbeat"
               blank_line: true
+              on_open: true
+              padding: 0
+            retry: off
+            max_stream_duration: off
             headers:
               allow_underscores: false
             token:
@@ -58,6 +62,12 @@ final class ConfigRenderTests: XCTestCase {
             # upstream: "127.0.0.1:3000" (inherited)
             heartbeat:
               interval: off
+              comment: "heartbeat"
+              blank_line: true
+              on_open: true
+              padding: 0
+            retry: off
+            max_stream_duration: off
 
         """), text)
     }

@@ -7,9 +7,11 @@ import XCTest
 final class ExchangeMachineTests: XCTestCase {
     static let streamHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
 
+    /// Heartbeats every `interval`, no first comment at open (tests of that set it themselves).
     func config(interval: TimeSpan? = .seconds(10), _ change: (inout Config) -> Void = { _ in }) -> Config {
         var config = Config()
         config.heartbeat.interval = interval
+        config.heartbeat.onOpen = false
         change(&config)
         return config
     }
@@ -199,7 +201,7 @@ final class ExchangeMachineTests: XCTestCase {
         h.clientSends("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
         h.upstreamFails(.failed(errno: 111))
         XCTAssertTrue(h.clientText.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"))
-        XCTAssertTrue(h.actions.contains(.releaseUpstream(toPool: false)))
+        XCTAssertTrue(h.actions.contains(.releaseUpstream(pool: nil)))
         XCTAssertEqual(h.upstream, .none)
         assertClean(h)
     }
@@ -406,18 +408,161 @@ final class ExchangeMachineTests: XCTestCase {
         assertClean(h)
     }
 
+    // MARK: First bytes at open, retry hints, stream lifetimes
+
+    func testFirstCommentAtOpenWhenTheHeadCameAlone() {
+        let h = openStream(config { $0.heartbeat.onOpen = true })
+        XCTAssertEqual(body(h), ":heartbeat\n\n", "at once, with the head")
+        XCTAssertEqual(h.metrics.heartbeats["default"], 1)
+        XCTAssertEqual(h.timerDeadline, 10_000, "the interval counts from that write")
+
+        // Payload with the head: no comment needed.
+        let busy = ExchangeHarness(config: config { $0.heartbeat.onOpen = true })
+        busy.start()
+        busy.clientSends("GET /e HTTP/1.1\r\nHost: a\r\n\r\n")
+        busy.upstreamConnects()
+        busy.upstreamSends(Self.streamHead + "data: now\n\n")
+        XCTAssertEqual(body(busy), "data: now\n\n")
+        assertClean(h)
+        assertClean(busy)
+    }
+
+    func testFirstCommentPaddedAndTheLeadingBOMDroppedAfterIt() {
+        let h = openStream(config {
+            $0.heartbeat.onOpen = true
+            $0.heartbeat.padding = 2048
+        })
+        let first = body(h)
+        XCTAssertEqual(first.utf8.count, 2048)
+        XCTAssertTrue(first.hasPrefix(":heartbeat ") && first.hasSuffix(" \n\n"))
+        h.upstreamSends(LeadingBOM.bytes + Array("data: x\n\n".utf8))
+        let payload = body(h).utf8.dropFirst(2048)
+        XCTAssertEqual(String(decoding: payload, as: UTF8.self), "data: x\n\n", "the BOM no longer leads: dropped")
+        XCTAssertEqual(WHATWGEventParser.parse(Array(body(h).utf8)).map(\.data), ["x"])
+        assertClean(h)
+    }
+
+    func testRetryHintAtOpenUnlessTheUpstreamSetsOne() {
+        let h = openStream(config { $0.retry = JitteredSpan(base: .seconds(2), jitter: .seconds(2)) })
+        let hint = body(h)
+        XCTAssertTrue(hint.hasPrefix("retry: ") && hint.hasSuffix("\n\n"), hint)
+        let ms = Int(hint.dropFirst(7).dropLast(2)) ?? -1
+        XCTAssertTrue((2000...4000).contains(ms), hint)
+        XCTAssertEqual(WHATWGEventParser.parseAll(Array(hint.utf8)).events, [], "a retry line dispatches no event")
+
+        let own = ExchangeHarness(config: config { $0.retry = JitteredSpan(base: .seconds(2)) })
+        own.start()
+        own.clientSends("GET /e HTTP/1.1\r\nHost: a\r\n\r\n")
+        own.upstreamConnects()
+        own.upstreamSends(Self.streamHead + "retry: 500\n\n")
+        XCTAssertEqual(body(own), "retry: 500\n\n", "the upstream's own retry is not overridden")
+        assertClean(h)
+        assertClean(own)
+    }
+
+    func testRetryValuesSpreadOverTheJitter() {
+        var values: Set<Int> = []
+        for i in 0..<100 {
+            let h = ExchangeHarness(config: config { $0.retry = JitteredSpan(base: .seconds(2), jitter: .seconds(2)) })
+            h.rng = FuzzRNG(seed: UInt64(i))
+            h.start()
+            h.clientSends("GET /e HTTP/1.1\r\nHost: a\r\n\r\n")
+            h.upstreamConnects()
+            h.upstreamSends(Self.streamHead)
+            values.insert(Int(body(h).dropFirst(7).dropLast(2)) ?? -1)
+        }
+        XCTAssertTrue(values.allSatisfy { (2000...4000).contains($0) }, "\(values.sorted())")
+        XCTAssertGreaterThan(values.count, 80, "drawn per stream")
+    }
+
+    func testMaxStreamDurationEndsAtAnEventBoundary() {
+        let h = openStream(config { $0.maxStreamDuration = JitteredSpan(base: .seconds(20), jitter: .seconds(10)) })
+        XCTAssertEqual(h.machine.timer, .heartbeat, "the end is further away than the next heartbeat")
+        h.upstreamSends("data: a\n\n")
+        var rounds = 0
+        while !h.closed && rounds < 100 {
+            rounds += 1
+            if h.machine.timer == .streamEnd { XCTAssertTrue((20_000...30_000).contains(h.timerDeadline ?? 0)) }
+            h.fireTimer()
+        }
+        XCTAssertTrue(h.closed)
+        XCTAssertTrue((20_000...30_000).contains(h.clock), "ended at \(h.clock)")
+        XCTAssertTrue(body(h).hasSuffix("\n\n"), "at an event boundary")
+        XCTAssertTrue(h.clientText.hasSuffix("0\r\n\r\n"), "with a clean end of body")
+        XCTAssertEqual(h.accessLog.first?.ending, .maxDuration)
+        XCTAssertEqual(h.metrics.streamsEnded[RouteEnding(route: "default", reason: "max_duration")], 1)
+        assertClean(h)
+    }
+
+    func testDeferredHeartbeatsAreCounted() {
+        let mid = openStream(config())
+        mid.upstreamSends("data: x")
+        mid.fireTimer()
+        XCTAssertEqual(mid.metrics.heartbeatsDeferred["default"], 1)
+        XCTAssertEqual(mid.logged(.debug).last, .heartbeatDeferred(route: "default", idle: .seconds(10)))
+
+        let boundary = openStream(config())
+        boundary.upstreamSends("data: x\n\n")
+        boundary.fireTimer()
+        XCTAssertEqual(boundary.metrics.heartbeatsDeferred["default"], 0)
+        XCTAssertEqual(boundary.metrics.heartbeats["default"], 1)
+        assertClean(mid)
+        assertClean(boundary)
+    }
+
     // MARK: Shutdown
 
-    func testShutdownWhileStreamingEndsTheStreamWithTheFinalChunk() {
-        let h = openStream(config())
+    func testShutdownEndsAStreamAtItsEndTimeAtAnEventBoundary() {
+        let h = openStream(config { $0.shutdownGrace = .seconds(5) })
         h.upstreamSends("data: x\n\n")
         h.drain()
-        XCTAssertFalse(h.closed, "an open stream runs until the grace is over")
-        h.shutdownGraceOver()
+        XCTAssertFalse(h.closed, "an open stream runs until its own end time")
+        XCTAssertEqual(h.machine.timer, .streamEnd)
+        let end = try? XCTUnwrap(h.timerDeadline)
+        XCTAssertLessThanOrEqual(end ?? .max, 5_000, "within the grace")
+        h.fireTimer()
         XCTAssertTrue(h.clientText.hasSuffix("data: x\n\n\r\n0\r\n\r\n"), h.clientText)
         XCTAssertTrue(h.closed)
-        XCTAssertEqual(h.accessLog.first?.ending, .complete)
+        XCTAssertEqual(h.accessLog.first?.ending, .shutdown)
+        XCTAssertEqual(h.metrics.streamsEnded[RouteEnding(route: "default", reason: "shutdown")], 1)
         assertClean(h)
+    }
+
+    func testShutdownWaitsForTheEventToEndAndCutsItWhenTheGraceIsOver() {
+        let h = openStream(config { $0.shutdownGrace = .seconds(5) })
+        h.upstreamSends("data: half")
+        h.drain()
+        h.fireTimer()
+        XCTAssertFalse(h.closed, "mid-event: wait for the boundary")
+        // The end comes at the first write that leaves the stream at an event boundary.
+        h.upstreamSends(" done\n\ndata: next")
+        XCTAssertFalse(h.closed)
+        h.upstreamSends("\n\n")
+        XCTAssertTrue(h.closed, "ended right after an event completed")
+        XCTAssertEqual(body(h), "data: half done\n\ndata: next\n\n")
+
+        let stuck = openStream(config { $0.shutdownGrace = .seconds(5) })
+        stuck.upstreamSends("data: half")
+        stuck.drain()
+        stuck.fireTimer()
+        stuck.shutdownGraceOver()
+        XCTAssertTrue(stuck.closed, "an upstream stalled mid-event is cut when the grace is over")
+        XCTAssertEqual(stuck.accessLog.first?.ending, .shutdown)
+        assertClean(h)
+        assertClean(stuck)
+    }
+
+    func testShutdownEndTimesSpreadOverTheGrace() {
+        var ends: [Int] = []
+        for i in 0..<200 {
+            let h = openStream(config { $0.shutdownGrace = .seconds(5) })
+            h.rng = FuzzRNG(seed: UInt64(i))
+            h.drain()
+            ends.append(h.timerDeadline ?? -1)
+        }
+        XCTAssertTrue(ends.allSatisfy { (0...5_000).contains($0) }, "\(ends)")
+        let buckets = Set(ends.map { $0 / 500 })
+        XCTAssertGreaterThanOrEqual(buckets.count, 9, "end times spread over the grace, not one instant: \(buckets.sorted())")
     }
 
     func testDrainClosesIdleConnectionsAndEndsKeepAlive() {

@@ -41,8 +41,15 @@ enum FuzzExchange {
         config.heartbeat = HeartbeatSettings(interval: f & 2 != 0 ? nil : .seconds(1), comment: "hb", blankLine: f & 1 == 0)
         config.streamBuffer = f & 64 != 0 ? 64 : 256 * 1024
         config.maxHeaderBytes = 4096
+        // The seed turns on the stream features: first comment (padded), retry hints, stream lifetimes.
+        config.heartbeat.onOpen = s & 1 != 0
+        config.heartbeat.padding = s & 2 != 0 ? 40 : 0
+        if s & 4 != 0 { config.retry = JitteredSpan(base: .seconds(1), jitter: .seconds(1)) }
+        let lifetimes = s & 8 != 0
+        if lifetimes { config.maxStreamDuration = JitteredSpan(base: .seconds(2), jitter: .seconds(1)) }
         let http10 = f & 4 != 0
-        let faults = f & 128 != 0
+        // Faults, and stream ends the proxy decides itself (shutdown, max duration), may leave requests unanswered.
+        let faults = f & 128 != 0 || lifetimes
         let count = http10 ? 1 : Int((f >> 4) & 3) % 3 + 1
 
         // The scripts: payload material split evenly.
@@ -131,11 +138,17 @@ enum FuzzExchange {
                     h.deliverClient()
                     h.deliverUpstream()
                 case 8:
-                    h.fireTimer()
+                    if faults { h.fireTimer() } else if h.machine.timer == .heartbeat { h.fireTimer() }
+                    if lifetimes && h.machine.timer == .streamEnd { h.fireTimer() }
                 case 9:
                     if rng.below(2) == 0 { h.clientCloses() } else { h.clientFails(.vanished(errno: 104)) }
                 case 10:
-                    if rng.below(2) == 0 { h.upstreamCloses() } else { h.upstreamFails(.failed(errno: 110)) }
+                    switch rng.below(4) {
+                    case 0: h.upstreamCloses()
+                    case 1: h.upstreamFails(.failed(errno: 110))
+                    case 2: h.drain()
+                    default: h.shutdownGraceOver()
+                    }
                 default:
                     h.kernelQueue = rng.below(2) == 0 ? 0 : rng.below(1000)
                 }
@@ -246,10 +259,13 @@ enum FuzzExchange {
                 var j = i + 1
                 while j < response.tags.count && response.tags[j] == tag { j += 1 }
                 let run = Array(response.body[i..<j])
-                // The proxy's own bytes in a body: heartbeats, or (at most 3) leading payload bytes the BOM gate held.
-                if tag != 0 && (run == Array(":hb\n".utf8) || run == Array(":hb\n\n".utf8)) {
-                    try fuzzCheck(script.eventStream, "a heartbeat in a response that is no event stream")
-                    try fuzzCheck(previous == 0x0A, "a heartbeat not after an LF in response \(index - 1)")
+                // The proxy's own bytes in a body: heartbeats (the first maybe padded), `retry:` hints,
+                // or (at most 3) leading payload bytes the BOM gate held.
+                if tag != 0 && (isHeartbeat(run) || isRetryHint(run)) {
+                    try fuzzCheck(script.eventStream, "proxy lines in a response that is no event stream")
+                    try fuzzCheck(previous == 0x0A, "proxy lines not after an LF in response \(index - 1)")
+                    try fuzzCheck(!isRetryHint(run) || lastByteBeforeIsBoundary(response.body, i),
+                                  "a retry hint inside an event in response \(index - 1)")
                 } else {
                     try fuzzCheck(tag == 0 || (script.eventStream && run.count <= 3 && payload.isEmpty),
                                   "proxy bytes \(fuzzHex(run)) in the body of response \(index - 1)")
@@ -257,6 +273,14 @@ enum FuzzExchange {
                 }
                 previous = run.last ?? previous
                 i = j
+            }
+            if response.complete && script.eventStream && ending(h, index - 1).map({ $0 == .shutdown || $0 == .maxDuration }) == true
+                && h.accessLog[index - 1].bytesSent > 0 {
+                // Ended by the proxy itself: at an event boundary (or cut when the shutdown grace was over).
+                var position = SSECursor.Position.eventBoundary
+                for b in response.body { position = SSECursor.step(position, b) }
+                try fuzzCheck(position == .eventBoundary || h.logs.contains { $0.event == .endedForShutdown },
+                              "response \(index - 1) ended by the proxy mid-event: \(fuzzHex(response.body.suffix(40)))")
             }
             try fuzzCheck(script.payload.starts(with: payload) || script.payload.starts(with: LeadingBOM.bytes + payload),
                           "response \(index - 1): the client got \(fuzzHex(payload)), the upstream sent \(fuzzHex(script.payload))")
@@ -271,6 +295,31 @@ enum FuzzExchange {
             try fuzzCheck(index == scripts.count && lastDone,
                           "only \(index) of \(scripts.count) requests answered (wire \(fuzzHex(h.clientWire)))")
         }
+    }
+
+    static func isHeartbeat(_ run: [UInt8]) -> Bool {
+        guard run.starts(with: Array(":hb".utf8)), run.last == 0x0A else { return false }
+        let line = run.prefix { $0 != 0x0A }
+        return line.dropFirst(3).allSatisfy { $0 == 0x20 } && (run.count == line.count + 1 || run.count == line.count + 2)
+            && run.dropFirst(line.count).allSatisfy { $0 == 0x0A }
+    }
+
+    static func isRetryHint(_ run: [UInt8]) -> Bool {
+        let text = String(decoding: run, as: UTF8.self)
+        guard text.hasPrefix("retry: "), text.hasSuffix("\n\n") else { return false }
+        let digits = text.dropFirst(7).dropLast(2)
+        return !digits.isEmpty && digits.allSatisfy(\.isNumber)
+    }
+
+    static func lastByteBeforeIsBoundary(_ body: [UInt8], _ at: Int) -> Bool {
+        var position = SSECursor.Position.eventBoundary
+        for b in body[..<at] { position = SSECursor.step(position, b) }
+        return position == .eventBoundary
+    }
+
+    /// How exchange `i` ended, from the access log (in the order exchanges ended).
+    static func ending(_ h: ExchangeHarness, _ i: Int) -> ExchangeEnding? {
+        i < h.accessLog.count ? h.accessLog[i].ending : nil
     }
 
     /// Each upstream connection received whole requests with their bodies, never another exchange's bytes.

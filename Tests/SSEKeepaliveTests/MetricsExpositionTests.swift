@@ -3,7 +3,8 @@ import XCTest
 
 final class MetricsExpositionTests: XCTestCase {
     static let families = [
-        "sse_keepalive_streams_open", "sse_keepalive_heartbeats_total", "sse_keepalive_bytes_forwarded_total",
+        "sse_keepalive_streams_open", "sse_keepalive_heartbeats_total", "sse_keepalive_heartbeats_deferred_total",
+        "sse_keepalive_streams_ended_total", "sse_keepalive_bytes_forwarded_total",
         "sse_keepalive_requests_total", "sse_keepalive_upstream_errors_total", "sse_keepalive_client_disconnects_total",
         "sse_keepalive_request_headers_dropped_total", "sse_keepalive_connections_open", "sse_keepalive_connections_accepted_total",
         "sse_keepalive_worker_connections_accepted_total", "sse_keepalive_workers", "sse_keepalive_draining",
@@ -13,6 +14,8 @@ final class MetricsExpositionTests: XCTestCase {
         var m = MetricsSnapshot()
         m.streamsOpen = ["/events": 2, "default": 0]
         m.heartbeats = ["/events": 5]
+        m.heartbeatsDeferred = ["/events": 1]
+        m.streamsEnded = [RouteEnding(route: "/events", reason: "shutdown"): 2, RouteEnding(route: "/events", reason: "max_duration"): 1]
         m.bytesUpstreamToClient = 1234
         m.bytesClientToUpstream = 56
         m.requests = [RouteCode(route: "/events", code: 502): 1, RouteCode(route: "default", code: 404): 1,
@@ -36,6 +39,13 @@ final class MetricsExpositionTests: XCTestCase {
             # HELP sse_keepalive_heartbeats_total Heartbeat comments written to clients, by route.
             # TYPE sse_keepalive_heartbeats_total counter
             sse_keepalive_heartbeats_total{route="/events"} 5
+            # HELP sse_keepalive_heartbeats_deferred_total Heartbeats that were due while the stream stood mid-line or after a CR (sent at the next safe point), by route.
+            # TYPE sse_keepalive_heartbeats_deferred_total counter
+            sse_keepalive_heartbeats_deferred_total{route="/events"} 1
+            # HELP sse_keepalive_streams_ended_total Event streams the proxy ended at an event boundary, by route and reason (shutdown, max_duration).
+            # TYPE sse_keepalive_streams_ended_total counter
+            sse_keepalive_streams_ended_total{route="/events",reason="max_duration"} 1
+            sse_keepalive_streams_ended_total{route="/events",reason="shutdown"} 2
             # HELP sse_keepalive_bytes_forwarded_total Bytes written by the proxy (payload and framing), by direction.
             # TYPE sse_keepalive_bytes_forwarded_total counter
             sse_keepalive_bytes_forwarded_total{direction="client_to_upstream"} 56

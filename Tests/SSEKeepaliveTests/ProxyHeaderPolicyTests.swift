@@ -314,7 +314,10 @@ final class ProxyHeaderPolicyTests: XCTestCase {
                 else { continue }
                 XCTAssertTrue(p.isEventStream, label)
                 XCTAssertFalse(out.headers.contains("Content-Length"), label)
-                XCTAssertEqual(out.headers.values("Cache-Control"), ["no-cache"], label)
+                // no-transform for every stream; an upstream's no-store is kept, `private` (which allows caching) is not.
+                let noStore = fields.contains { $0.0.lowercased() == "cache-control" && $0.1 == "no-store" }
+                XCTAssertEqual(out.headers.values("Cache-Control"),
+                               [noStore ? "no-cache, no-store, no-transform" : "no-cache, no-transform"], label)
                 XCTAssertEqual(out.headers.values("X-Accel-Buffering"), ["no"], label)
                 XCTAssertEqual(out.headers["Content-Type"], fields[0].1, label)
                 assertNoHopByHop(out.headers, except: ["transfer-encoding", "connection"], file: #filePath, line: #line)

@@ -267,8 +267,11 @@ def test_event_stream_response_header_policy_http11(stack, upstream_cache_contro
     assert "x-hop" not in head.tokens("connection"), head.raw
     assert head.get_all("x-accel-buffering") == ["no"], head.raw
     assert len(head.get_all("cache-control")) == 1 and "no-cache" in head.tokens("cache-control"), head.raw
+    assert "no-transform" in head.tokens("cache-control"), head.raw
     if upstream_cache_control is None:
-        assert head.get("cache-control") == "no-cache"
+        assert head.get("cache-control") == "no-cache, no-transform"
+    else:  # the upstream's no-store is kept, must-revalidate is not ours to keep
+        assert head.get("cache-control") == "no-cache, no-store, no-transform"
     assert head.get_all("x-custom") == ["kept"]
     assert head.framing == "chunked", head.raw
     assert body.complete and body.data == payload
@@ -283,7 +286,7 @@ def test_event_stream_to_http10_client_is_close_delimited(stack):
     try:
         assert head.status == 200 and head.framing == "close", head.raw
         assert not head.has("content-length") and not head.has("transfer-encoding"), head.raw
-        assert head.get("cache-control") == "no-cache" and head.get("x-accel-buffering") == "no"
+        assert head.get("cache-control") == "no-cache, no-transform" and head.get("x-accel-buffering") == "no"
         body = conn.read_body(head, timeout=10)
     finally:
         conn.close()

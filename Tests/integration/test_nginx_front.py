@@ -220,7 +220,7 @@ def test_events_and_heartbeats_arrive_through_nginx_without_delay(upstream, star
         assert head.status == 200, head.raw
         assert head.get("content-type") == "text/event-stream", head.raw
         assert not head.has("content-length"), head.raw
-        assert head.get("cache-control") == "no-cache", head.raw
+        assert head.get("cache-control") == "no-cache, no-transform", head.raw
         body = conn.read_body(head, timeout=6, timeout_ok=True)
     finally:
         conn.close()

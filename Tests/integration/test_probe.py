@@ -111,7 +111,7 @@ def test_sidecar_behind_nginx_keeps_the_stream_healthy(upstream, start_proxy, st
     assert {m["text"] for m in heartbeats} == {"heartbeat"}
     assert r["timeline"]["gaps"]["max_s"] < 1.0, r["timeline"]["gaps"]
     assert r["timeline"]["longest_silence_s"] < 1.0
-    assert r["response"]["cache_control"] == "no-cache"
+    assert r["response"]["cache_control"] == "no-cache, no-transform"
     assert "comments (heartbeats) already arrive" in r["recommendation"]["reason"]
     # Never raised beyond what the path was seen to carry (nginx's documented 60 s would allow 15 s).
     assert r["recommendation"]["heartbeat"] == "500ms", r["recommendation"]

@@ -47,11 +47,35 @@ public struct HeartbeatSettings: Equatable, Sendable {
     public var interval: TimeSpan?
     public var comment: String
     public var blankLine: Bool
+    /// One comment right after an event stream's head when no payload came with it.
+    public var onOpen = true
+    /// That first comment is padded to this many bytes (0: not padded).
+    public var padding = 0
 
     public init(interval: TimeSpan? = .seconds(15), comment: String = "heartbeat", blankLine: Bool = true) {
         self.interval = interval
         self.comment = comment
         self.blankLine = blankLine
+    }
+
+    /// The largest `padding`.
+    public static let maxPadding = 64 * 1024
+}
+
+/// A span drawn per stream from [base, base + jitter] (`retry`, `max_stream_duration`),
+/// so that many streams do not act at the same instant.
+public struct JitteredSpan: Equatable, Sendable {
+    public var base: TimeSpan
+    public var jitter: TimeSpan
+
+    public init(base: TimeSpan, jitter: TimeSpan = TimeSpan(milliseconds: 0)) {
+        self.base = base
+        self.jitter = jitter
+    }
+
+    /// base + `draw`, with `draw(n)` uniform in 0..<n.
+    public func drawn(_ draw: (Int) -> Int) -> TimeSpan {
+        TimeSpan(milliseconds: base.milliseconds + draw(jitter.milliseconds + 1))
     }
 }
 
@@ -86,6 +110,10 @@ public struct RouteConfig: Equatable, Sendable {
     public var upstream: SocketAddressSpec?
     /// Fully resolved (top-level values inherited).
     public var heartbeat: HeartbeatSettings
+    /// `retry:` hint sent at the open of an event stream; nil: none.
+    public var retry: JitteredSpan?
+    /// Event streams older than this end at their next event boundary; nil: no limit.
+    public var maxStreamDuration: JitteredSpan?
     public var token: TokenSettings?
     /// Fully resolved (top-level values inherited).
     public var headers: HeaderSettings
@@ -118,6 +146,8 @@ public struct Config: Equatable, Sendable {
     public var upstream: SocketAddressSpec = .inet(host: "127.0.0.1", port: 3000)
     public var workers: WorkerCount = .auto
     public var heartbeat = HeartbeatSettings()
+    public var retry: JitteredSpan?
+    public var maxStreamDuration: JitteredSpan?
     public var headers = HeaderSettings()
 
     public var logLevel: LogLevelName = .info

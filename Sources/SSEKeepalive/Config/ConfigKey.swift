@@ -71,6 +71,36 @@ extension ConfigKey {
                   render: { t, _ in .scalar(t[keyPath: kp].map(\.description) ?? "off") })
     }
 
+    /// `off` (none), a duration, or `{base: D, jitter: D}`: a span drawn per stream from [base, base + jitter].
+    static func jitteredOrOff(_ name: String, _ kp: WritableKeyPath<Target, JitteredSpan?>) -> ConfigKey {
+        let expected = "a duration, {base: D, jitter: D}, or off"
+        return ConfigKey(name, summary: expected,
+                         read: { r, node, path, t throws(ConfigError) in
+                             if ConfigReader.isOff(node) {
+                                 t[keyPath: kp] = nil
+                                 return
+                             }
+                             guard case .mapping = node else {
+                                 t[keyPath: kp] = JitteredSpan(base: try r.duration(node, path))
+                                 return
+                             }
+                             let entries = try r.mapping(node, path, allowed: ["base", "jitter"], expected: expected)
+                             guard let base = entries.first(where: { $0.name == "base" }) else {
+                                 throw r.error(node, path, "a jitter needs a base (\(expected))")
+                             }
+                             var span = JitteredSpan(base: try r.duration(base.value, ConfigReader.join(path, "base")))
+                             if let jitter = entries.first(where: { $0.name == "jitter" }) {
+                                 span.jitter = try r.duration(jitter.value, ConfigReader.join(path, "jitter"))
+                             }
+                             t[keyPath: kp] = span
+                         },
+                         render: { t, _ in
+                             guard let span = t[keyPath: kp] else { return .scalar("off") }
+                             if span.jitter.milliseconds == 0 { return .scalar(span.base.description) }
+                             return .mapping([("base", .scalar(span.base.description)), ("jitter", .scalar(span.jitter.description))])
+                         })
+    }
+
     static func size(_ name: String, _ kp: WritableKeyPath<Target, Int>, minimum: Int = 1) -> ConfigKey {
         ConfigKey(name, summary: "a size",
                   read: { r, node, path, t throws(ConfigError) in t[keyPath: kp] = try r.size(node, path, minimum: minimum) },

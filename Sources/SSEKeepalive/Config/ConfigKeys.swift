@@ -44,6 +44,9 @@ enum ConfigKeys {
         [
             InheritedKey(\Config.heartbeat, \RouteConfig.heartbeat,
                          .section("heartbeat", \.self, keys: heartbeatKeys, shorthand: "interval")),
+            InheritedKey(\Config.retry, \RouteConfig.retry, .jitteredOrOff("retry", \.self)),
+            InheritedKey(\Config.maxStreamDuration, \RouteConfig.maxStreamDuration,
+                         .jitteredOrOff("max_stream_duration", \.self)),
             InheritedKey(\Config.headers, \RouteConfig.headers, .section("headers", \.self, keys: headerKeys)),
         ]
     }
@@ -57,6 +60,8 @@ enum ConfigKeys {
             .durationOrOff("interval", \.interval),
             .text("comment", \.comment, expected: "a comment text", null: "", check: commentProblem),
             .bool("blank_line", \.blankLine),
+            .bool("on_open", \.onOpen),
+            padding,
         ]
     }
 
@@ -149,6 +154,24 @@ enum ConfigKeys {
                       c.listen.count == 1 ? .scalar(Config.quote(c.listen[0].description))
                           : .list(c.listen.map { .scalar(Config.quote($0.description)) })
                   })
+    }
+
+    /// The first comment's size: 0 (not padded) or a size up to 64 KiB.
+    static var padding: ConfigKey<HeartbeatSettings> {
+        let expected = "0 or a size up to 64KiB"
+        return ConfigKey("padding", summary: expected,
+                         read: { r, node, path, h throws(ConfigError) in
+                             if case .scalar(let s) = node, s.string == "0" {
+                                 h.padding = 0
+                                 return
+                             }
+                             let n = try r.size(node, path)
+                             guard n <= HeartbeatSettings.maxPadding else {
+                                 throw r.error(node, path, "padding \(ValueSyntax.sizeText(n)) is too large (\(expected))")
+                             }
+                             h.padding = n
+                         },
+                         render: { h, _ in .scalar(h.padding == 0 ? "0" : ValueSyntax.sizeText(h.padding)) })
     }
 
     /// `auto` or a number of threads.

@@ -29,6 +29,15 @@ public struct HeartbeatBytes: Equatable, Sendable {
         !comment.utf8.contains { $0 == 0x0D || $0 == 0x0A }
     }
 
+    /// The comment of `form`, its line padded with spaces to `size` bytes in all
+    /// (for hops that hold a response's first bytes); never shorter than unpadded.
+    public func bytes(_ form: HeartbeatForm, paddedTo size: Int) -> [UInt8] {
+        let plain = bytes(form)
+        guard size > plain.count else { return plain }
+        let ending = form == .boundary && blankLine ? 2 : 1
+        return Array(plain.dropLast(ending)) + Array(repeating: 0x20, count: size - plain.count) + Array(plain.suffix(ending))
+    }
+
     public func bytes(_ form: HeartbeatForm) -> [UInt8] {
         switch form {
         case .boundary: return boundary

@@ -12,8 +12,6 @@ public final class Exchange {
     /// The request line only: header fields are not kept once the upstream head is built.
     let method: String
     let target: String
-    /// The normalised path the route was picked on (again on reload).
-    let routingPath: String
     let startedAt: Int
     var bytesSent = 0
 
@@ -37,7 +35,6 @@ public final class Exchange {
         self.startRoute = route
         self.method = request.method
         self.target = request.target
-        self.routingPath = plan.routingPath
         self.startedAt = startedAt
         self.isHTTP10 = request.version == .http10
         self.clientKeepAlive = plan.clientKeepAlive
@@ -111,6 +108,13 @@ struct ResponseStream {
     var heartbeats: Bool
     /// The idle clock: when the proxy last wrote to this stream (monotonic ms).
     var lastWriteAt: Int
+    /// What goes out right after the head (`retry:` hint, first comment) has been decided.
+    var opened = false
+    /// When the stream is to end (monotonic ms), and why: it ends at the first event boundary after.
+    var endAt: Int?
+    var endReason: ExchangeEnding?
+    /// `endAt` has come; the stream waits for an event boundary.
+    var endPassed = false
 
     init(plan: ResponsePlan, lastWriteAt: Int) {
         self.plan = plan
@@ -121,4 +125,14 @@ struct ResponseStream {
 
     /// An uncompressed event stream: the cursor follows it.
     var tracksEvents: Bool { plan.isEventStream && !plan.isCompressedEventStream }
+
+    /// Nothing of an event is pending: ending the stream here loses nothing.
+    var atEventBoundary: Bool { cursor.position == .eventBoundary && bomGate.held.isEmpty }
+
+    /// The earlier end time wins.
+    mutating func scheduleEnd(at time: Int, reason: ExchangeEnding) {
+        if let endAt, endAt <= time { return }
+        endAt = time
+        endReason = reason
+    }
 }

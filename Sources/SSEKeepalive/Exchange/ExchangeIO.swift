@@ -58,6 +58,8 @@ public protocol ExchangeIO: AnyObject {
     func now() -> Int
     /// An errno in words (strerror), for logs and error pages.
     func describe(errno: Int32) -> String
+    /// A uniform random number in 0..<n (n > 0): spreads retry hints and stream end times.
+    func random(below n: Int) -> Int
     /// Connects to `address`, or takes an idle pooled connection to it when `pooled`.
     func openUpstream(_ address: SocketAddressSpec, pooled: Bool) -> UpstreamOpening
     /// Carries out one action, at once.
@@ -104,16 +106,16 @@ public enum ExchangeAction: Equatable, Sendable {
     case flush(Side)
     /// Half-close: `side` reads EOF after what was written.
     case shutdownWrite(Side)
-    /// Give the upstream connection back to the pool (true) or close it.
-    case releaseUpstream(toPool: Bool)
+    /// Give the upstream connection back to the pool of its address, or (nil) close it.
+    case releaseUpstream(pool: SocketAddressSpec?)
     /// Start (or restart) the connection's one timer. `common`: a span many
     /// connections share (a configured interval or timeout), re-armed in O(1).
     case armTimer(TimeSpan, common: Bool)
     case disarmTimer
     case log(LogLevelName, ExchangeLogEvent)
     case count(ExchangeMetric)
-    /// The access-log line of a finished exchange.
-    case accessLog(ExchangeSummary)
+    /// The access-log line of a finished exchange (the runtime adds the client's address).
+    case accessLog(AccessLogEntry)
     /// Free everything the connection holds; nothing follows.
     case close
 }
@@ -130,18 +132,10 @@ public enum ExchangeEnding: String, Equatable, Sendable, CaseIterable {
     case error
     /// A timeout ended it (connect, response head, idle slow client).
     case timeout
-}
-
-/// A finished exchange, as the access log shows it (the target already redacted).
-public struct ExchangeSummary: Equatable, Sendable {
-    public var method: String
-    public var target: String
-    public var status: Int
-    public var bytesSent: Int
-    public var durationMs: Int
-    public var route: String
-    public var heartbeats: Int
-    public var ending: ExchangeEnding
+    /// An event stream ended for a shutdown (at an event boundary, or cut when the grace was over).
+    case shutdown
+    /// An event stream ended at an event boundary after `max_stream_duration`.
+    case maxDuration = "max_duration"
 }
 
 /// Counter and gauge changes; the runtime adds them to its worker's metrics.
@@ -149,6 +143,10 @@ public enum ExchangeMetric: Equatable, Sendable {
     case streamOpened(route: String)
     case streamClosed(route: String)
     case heartbeat(route: String)
+    /// A heartbeat was due while the stream stood mid-line or after a CR.
+    case heartbeatDeferred(route: String)
+    /// An event stream ended for `reason` (shutdown, max duration).
+    case streamEnded(route: String, reason: ExchangeEnding)
     case requestFinished(route: String, code: Int)
     case upstreamError(route: String, kind: UpstreamErrorKind)
     case clientDisconnected(ClientDisconnectKind)
@@ -160,6 +158,8 @@ public enum ExchangeMetric: Equatable, Sendable {
         case .streamOpened(let route): metrics.streamOpened(route: route)
         case .streamClosed(let route): metrics.streamClosed(route: route)
         case .heartbeat(let route): metrics.heartbeatWritten(route: route)
+        case .heartbeatDeferred(let route): metrics.heartbeatsDeferred[route, default: 0] += 1
+        case .streamEnded(let route, let reason): metrics.streamsEnded[RouteEnding(route: route, reason: reason.rawValue), default: 0] += 1
         case .requestFinished(let route, let code): metrics.requestFinished(route: route, code: code)
         case .upstreamError(let route, let kind): metrics.upstreamError(route: route, kind: kind)
         case .clientDisconnected(let kind): metrics.clientDisconnected(kind)

@@ -22,6 +22,8 @@ public enum ExchangeLogEvent: Equatable, Sendable {
     /// Logged once per route across workers (the runtime keeps the set).
     case compressedEventStream(route: String)
     case heartbeat(route: String)
+    case heartbeatDeferred(route: String, idle: TimeSpan)
+    case streamEnded(ExchangeEnding)
     case endedForShutdown
     case diagnosticStream(route: String, seconds: Int)
     case tunnelOpen
@@ -65,6 +67,9 @@ public enum ExchangeLogEvent: Equatable, Sendable {
         case .compressedEventStream(let route):
             return "route \(route): upstream sent a content-encoded event stream; forwarding it without heartbeats"
         case .heartbeat(let route): return "heartbeat on route \(route)"
+        case .heartbeatDeferred(let route, let idle):
+            return "heartbeat on route \(route) deferred: the stream stands mid-line, \(idle) since its last write"
+        case .streamEnded(let reason): return "event stream ended at an event boundary (\(reason.rawValue))"
         case .endedForShutdown: return "event stream ended for shutdown"
         case .diagnosticStream(let route, let seconds): return "diagnostic stream on route \(route) for \(seconds) s"
         case .tunnelOpen: return "tunnel open"

@@ -16,7 +16,8 @@ public struct ExchangeMachine {
         /// After a 101: raw bytes both ways until both sides have closed.
         case tunneling(Exchange, Tunnel)
         /// A `diagnostic: true` route: the proxy answers with the diagnostic script itself.
-        case answering(Exchange, DiagnosticRun)
+        /// (Boxed: the machine lives in every connection, so its size is part of memory per stream.)
+        indirect case answering(Exchange, DiagnosticRun)
         /// Flushing the last bytes to the client, then closing.
         case closing
         case closed
@@ -33,6 +34,8 @@ public struct ExchangeMachine {
     /// What the connection's one timer means while it runs.
     public enum TimerRole: Equatable, Sendable {
         case none, clientHeader, keepAlive, connect, response, heartbeat
+        /// An event stream's end time (shutdown, `max_stream_duration`) comes before its next heartbeat.
+        case streamEnd
         /// The last bytes wait for a client that reads nothing.
         case flush
         /// The upstream is paused for a client that stopped reading.
@@ -132,7 +135,7 @@ public struct ExchangeMachine {
         let message = Self.describe(error)
         if config.accessLog {
             let page = ErrorPage.response(status: status, message: message)
-            io.perform(.accessLog(ExchangeSummary(
+            io.perform(.accessLog(AccessLogEntry(client: "",
                 method: "-", target: "-", status: status, bytesSent: page.count, durationMs: 0,
                 route: "-", heartbeats: 0, ending: .error)))
         }
@@ -331,7 +334,7 @@ public struct ExchangeMachine {
         case .connected(reused: true, retryHead: let head?):
             // A pooled connection the upstream had closed: once more on a new one.
             io.perform(.log(.debug, .staleUpstreamRetried))
-            io.perform(.releaseUpstream(toPool: false))
+            io.perform(.releaseUpstream(pool: nil))
             exchange.link = .none
             _ = openUpstream(exchange, head: head, pooled: false, io)
         case .connecting:
@@ -402,15 +405,14 @@ public struct ExchangeMachine {
                 exchange.link = .connected(reused: reused, retryHead: nil)
             }
             exchange.status = Int32(head.status)
-            exchange.response = .streaming(ResponseStream(plan: plan, lastWriteAt: io.now()))
+            let stream = ResponseStream(plan: plan, lastWriteAt: io.now())
+            exchange.response = .streaming(stream)
             send(HeaderPolicy.clientResponse(head, plan: plan).serialized(), exchange, io)
             if plan.isEventStream { io.perform(.count(.streamOpened(route: exchange.routeName))) }
             if plan.isTunnel {
                 startTunnel(exchange, io)
-            } else if plan.heartbeats, let interval = exchange.route.heartbeatInterval {
-                arm(.heartbeat, interval, io)
             } else {
-                disarm(io)
+                armStreamClock(stream, exchange, justWrote: true, io)
             }
         }
     }
@@ -445,8 +447,13 @@ public struct ExchangeMachine {
         case .ended:
             finishResponse(exchange, io)
         case .needMore(let wrote):
+            if wrote && stream.endPassed && stream.atEventBoundary {
+                // Past its end time, and now at an event boundary: end here.
+                endStream(exchange, io)
+                return
+            }
             // Every write restarts the idle clock.
-            if wrote, stream.heartbeats, let interval = exchange.route.heartbeatInterval { arm(.heartbeat, interval, io) }
+            if wrote { armStreamClock(stream, exchange, justWrote: true, io) }
             io.perform(.flush(.client))
             if io.outputCount(.client) > config.streamBuffer {
                 // Backpressure: stop reading the upstream until the client drains.
@@ -467,6 +474,7 @@ public struct ExchangeMachine {
             case .failure(let error):
                 return .malformed(error)
             case .success(.payload(let n)):
+                if !stream.opened && open(&stream, exchange, firstPayload: n, io) { wrote = true }
                 stream.body.didForwardPayload(n)
                 let gated = stream.bomGate.wants(n)
                 if gated > 0 {
@@ -482,12 +490,59 @@ public struct ExchangeMachine {
             case .success(.skip(let n)):
                 io.perform(.discard(.upstream, count: n))
             case .success(.end):
+                stream.opened = true
                 return .ended
             case .success(.needMore):
+                if !stream.opened && open(&stream, exchange, firstPayload: 0, io) { wrote = true }
                 if wrote && stream.plan.isEventStream { stream.lastWriteAt = io.now() }
                 return .needMore(wrote: wrote)
             }
         }
+    }
+
+    /// What an event stream gets right after its head, before any payload: a
+    /// `retry:` hint (unless the upstream's first bytes set one), and when no
+    /// payload came with the head, one comment so every hop forwards the head
+    /// and EventSource fires `open`. Also picks the stream's end time. True when it wrote.
+    private func open(_ stream: inout ResponseStream, _ exchange: Exchange, firstPayload n: Int, _ io: some ExchangeIO) -> Bool {
+        stream.opened = true
+        guard stream.tracksEvents else { return false }
+        let route = exchange.route.config
+        var wrote = false
+        if let retry = route.retry {
+            let upstreamSetsRetry = n >= 6 && io.withInputPrefix(.upstream, limit: 6) { $0.elementsEqual("retry:".utf8) }
+            if !upstreamSetsRetry {
+                writeOwn(Self.retryHint(retry, io), &stream, exchange, io)
+                wrote = true
+            }
+        }
+        if n == 0, route.heartbeat.onOpen, stream.heartbeats, let heartbeat = exchange.route.heartbeat,
+           let form = stream.cursor.safeHeartbeat {
+            writePayload(heartbeat.bytes(form, paddedTo: route.heartbeat.padding), stream, exchange, io)
+            stream.cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
+            exchange.heartbeats += 1
+            io.perform(.count(.heartbeat(route: exchange.routeName)))
+            wrote = true
+        }
+        // The proxy's bytes came first: a leading BOM would no longer lead.
+        if wrote { stream.bomGate.heartbeatWritten() }
+        let now = io.now()
+        if let limit = route.maxStreamDuration {
+            stream.scheduleEnd(at: now + limit.drawn { io.random(below: $0) }.milliseconds, reason: .maxDuration)
+        }
+        if draining { stream.scheduleEnd(at: now + io.random(below: config.shutdownGrace.milliseconds + 1), reason: .shutdown) }
+        return wrote
+    }
+
+    /// `retry: <ms>` and a blank line (which dispatches nothing), the value drawn per stream.
+    private static func retryHint(_ retry: JitteredSpan, _ io: some ExchangeIO) -> [UInt8] {
+        Array("retry: \(retry.drawn { io.random(below: $0) }.milliseconds)\n\n".utf8)
+    }
+
+    /// Proxy bytes that are part of the event stream (a `retry:` hint), framed and followed by the cursor.
+    private func writeOwn(_ bytes: [UInt8], _ stream: inout ResponseStream, _ exchange: Exchange, _ io: some ExchangeIO) {
+        stream.cursor.advance(bytes)
+        writePayload(bytes, stream, exchange, io)
     }
 
     /// Splices `n` payload bytes from the upstream's input to the client (no copy).
@@ -543,7 +598,7 @@ public struct ExchangeMachine {
         io.perform(.flush(.upstream))
         let reusable = plan.upstreamReusable && !draining && exchange.request.isComplete
             && io.inputCount(.upstream) == 0 && io.outputCount(.upstream) == 0
-        io.perform(.releaseUpstream(toPool: reusable))
+        io.perform(.releaseUpstream(pool: reusable ? exchange.startRoute.upstream : nil))
         exchange.link = .none
     }
 
@@ -551,10 +606,15 @@ public struct ExchangeMachine {
 
     private mutating func sendHeartbeat(_ exchange: Exchange, _ io: some ExchangeIO) {
         guard case .streaming(var stream) = exchange.response, stream.heartbeats,
-              let heartbeat = exchange.route.heartbeat, let interval = exchange.route.heartbeatInterval else { return }
+              let heartbeat = exchange.route.heartbeat else { return }
         // Not at a safe point (mid-line, after CR): the next upstream write restarts the clock.
         // Bytes the BOM gate holds are not written yet, so the cursor still tells where the output stands.
-        guard let form = stream.cursor.safeHeartbeat else { return }
+        guard let form = stream.cursor.safeHeartbeat else {
+            io.perform(.count(.heartbeatDeferred(route: exchange.routeName)))
+            io.perform(.log(.debug, .heartbeatDeferred(route: exchange.route.name,
+                                                       idle: TimeSpan(milliseconds: io.now() - stream.lastWriteAt))))
+            return
+        }
         writePayload(heartbeat.bytes(form), stream, exchange, io)
         stream.cursor.didWriteHeartbeat(form, blankLine: heartbeat.blankLine)
         stream.bomGate.heartbeatWritten()
@@ -563,16 +623,66 @@ public struct ExchangeMachine {
         exchange.heartbeats += 1
         io.perform(.count(.heartbeat(route: exchange.routeName)))
         io.perform(.log(.trace, .heartbeat(route: exchange.route.name)))
-        arm(.heartbeat, interval, io)
+        if stream.endPassed && stream.atEventBoundary {
+            endStream(exchange, io)
+            return
+        }
+        armStreamClock(stream, exchange, justWrote: true, io)
     }
 
-    /// Back to the heartbeat clock, if this response has one.
+    /// Back to the stream's clock after a drain, if this response has one.
     private mutating func rearmHeartbeat(_ exchange: Exchange, _ io: some ExchangeIO) {
-        if case .streaming(let stream) = exchange.response, stream.heartbeats, let interval = exchange.route.heartbeatInterval {
-            arm(.heartbeat, interval, io)
+        if case .streaming(let stream) = exchange.response {
+            armStreamClock(stream, exchange, justWrote: false, io)
         } else {
             disarm(io)
         }
+    }
+
+    /// An event stream's one clock: its next heartbeat (due at its last write
+    /// plus the interval) or its end time, whichever comes first.
+    private mutating func armStreamClock(_ stream: ResponseStream, _ exchange: Exchange, justWrote: Bool, _ io: some ExchangeIO) {
+        let interval = stream.heartbeats ? exchange.route.heartbeatInterval : nil
+        guard stream.endAt != nil || !justWrote else {
+            // The common case: a full interval from this write, on the shared timeout.
+            if let interval { arm(.heartbeat, interval, io) } else { disarm(io) }
+            return
+        }
+        let now = io.now()
+        let heartbeatDue = interval.map { stream.lastWriteAt + $0.milliseconds }
+        if let endAt = stream.endAt, !stream.endPassed, heartbeatDue.map({ endAt < $0 }) ?? true {
+            arm(.streamEnd, TimeSpan(milliseconds: max(0, endAt - now)), common: false, io)
+        } else if let heartbeatDue {
+            arm(.heartbeat, TimeSpan(milliseconds: max(0, heartbeatDue - now)), common: false, io)
+        } else {
+            disarm(io)
+        }
+    }
+
+    /// The end time came: end at once if the stream stands at an event boundary, else at the next one.
+    private mutating func streamEndTime(_ exchange: Exchange, _ io: some ExchangeIO) {
+        guard case .streaming(var stream) = exchange.response else { preconditionFailure("an end time without a stream") }
+        stream.endPassed = true
+        exchange.response = .streaming(stream)
+        if stream.atEventBoundary {
+            endStream(exchange, io)
+        } else {
+            armStreamClock(stream, exchange, justWrote: false, io)
+        }
+    }
+
+    /// Ends an event stream cleanly at an event boundary (a `retry:` hint first
+    /// when the route has one), so the client reconnects without losing an event.
+    private mutating func endStream(_ exchange: Exchange, _ io: some ExchangeIO) {
+        guard case .streaming(var stream) = exchange.response, let reason = stream.endReason else {
+            preconditionFailure("ending a stream that has no end reason")
+        }
+        if let retry = exchange.route.config.retry { writeOwn(Self.retryHint(retry, io), &stream, exchange, io) }
+        exchange.response = .streaming(stream)
+        if stream.plan.clientFraming == .chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
+        io.perform(.log(.debug, .streamEnded(reason)))
+        endExchange(reason, io)
+        closeAfterFlush(io)
     }
 
     // MARK: Diagnostic stream
@@ -633,24 +743,31 @@ public struct ExchangeMachine {
         self.table = table
         guard case .exchanging(let exchange) = state, case .streaming(var stream) = exchange.response,
               stream.tracksEvents else { return }
-        exchange.route = table.route(for: Substring(exchange.routingPath))
-        let interval = exchange.route.heartbeatInterval
-        stream.heartbeats = interval != nil
+        exchange.route = table.route(for: Substring(RequestTarget.routingPath(exchange.target) ?? String(exchange.requestLine.path)))
+        stream.heartbeats = exchange.route.heartbeatInterval != nil
         exchange.response = .streaming(stream)
-        // A drain or flush clock keeps running; it re-arms the heartbeat when it ends.
-        guard timer == .heartbeat || timer == .none else { return }
-        guard let interval else {
-            disarm(io)
-            return
-        }
-        let idle = io.now() - stream.lastWriteAt
-        arm(.heartbeat, TimeSpan(milliseconds: max(0, interval.milliseconds - idle)), common: false, io)
+        // A drain or flush clock keeps running; it re-arms the stream's clock when it ends.
+        guard timer == .heartbeat || timer == .none || timer == .streamEnd else { return }
+        armStreamClock(stream, exchange, justWrote: false, io)
     }
 
-    /// Draining: a connection with no request in progress closes now, the others after their exchange.
+    /// Draining: a connection with no request in progress closes now, the
+    /// others after their exchange. An open event stream picks its own end
+    /// time within `shutdown.grace` and ends at the first event boundary after
+    /// it, so clients do not all reconnect at once and none loses half an event.
     public mutating func drainStarted(_ io: some ExchangeIO) {
         draining = true
-        if case .awaitingRequest = state, io.inputCount(.client) == 0 { close(io) }
+        switch state {
+        case .awaitingRequest:
+            if io.inputCount(.client) == 0 { close(io) }
+        case .exchanging(let exchange):
+            guard case .streaming(var stream) = exchange.response, stream.opened, stream.tracksEvents else { return }
+            stream.scheduleEnd(at: io.now() + io.random(below: config.shutdownGrace.milliseconds + 1), reason: .shutdown)
+            exchange.response = .streaming(stream)
+            if timer == .heartbeat || timer == .none || timer == .streamEnd { armStreamClock(stream, exchange, justWrote: false, io) }
+        case .tunneling, .answering, .closing, .closed:
+            break
+        }
     }
 
     /// The shutdown grace is over: event streams end cleanly, anything else is cut.
@@ -661,9 +778,10 @@ public struct ExchangeMachine {
                 abort(.error, io)
                 return
             }
+            // Grace is over: a stream still mid-event is cut here.
             if stream.plan.clientFraming == .chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
             io.perform(.log(.debug, .endedForShutdown))
-            endExchange(.complete, io)
+            endExchange(.shutdown, io)
             closeAfterFlush(io)
         case .answering(let exchange, let run):
             // Like an event stream: it ends cleanly.
@@ -759,6 +877,10 @@ public struct ExchangeMachine {
         case .heartbeat:
             guard case .exchanging(let exchange) = state else { preconditionFailure("heartbeat clock without an exchange") }
             sendHeartbeat(exchange, io)
+        case .streamEnd:
+            guard case .exchanging(let exchange) = state else { preconditionFailure("stream end clock without an exchange") }
+            streamEndTime(exchange, io)
+
         case .diagnostic:
             advanceDiagnostic(io)
         case .flush, .drain:
@@ -813,15 +935,20 @@ public struct ExchangeMachine {
         }
         state = .closing
         if exchange.link.isAttached {
-            io.perform(.releaseUpstream(toPool: false))
+            io.perform(.releaseUpstream(pool: nil))
             exchange.link = .none
         }
-        if exchange.isEventStream { io.perform(.count(.streamClosed(route: exchange.routeName))) }
+        if exchange.isEventStream {
+            io.perform(.count(.streamClosed(route: exchange.routeName)))
+            if ending == .shutdown || ending == .maxDuration {
+                io.perform(.count(.streamEnded(route: exchange.routeName, reason: ending)))
+            }
+        }
         // nginx's convention: 499 when the client left before any response head.
         let status = exchange.status != 0 ? Int(exchange.status) : (ending == .clientClosed ? 499 : 502)
         io.perform(.count(.requestFinished(route: exchange.routeName, code: status)))
         guard exchange.table.config.accessLog else { return }
-        io.perform(.accessLog(ExchangeSummary(
+        io.perform(.accessLog(AccessLogEntry(client: "",
             method: exchange.method, target: exchange.table.redactor.redact(target: exchange.target),
             status: status, bytesSent: exchange.bytesSent, durationMs: io.now() - exchange.startedAt,
             route: exchange.routeName, heartbeats: Int(exchange.heartbeats), ending: ending)))

@@ -41,12 +41,26 @@ public struct RouteUpstreamError: Hashable, Sendable {
     }
 }
 
+/// An event stream ended by the proxy, by route and reason.
+public struct RouteEnding: Hashable, Sendable {
+    public var route: String
+    public var reason: String
+    public init(route: String, reason: String) {
+        self.route = route
+        self.reason = reason
+    }
+}
+
 public struct MetricsSnapshot: Equatable, Sendable {
     /// route -> open event streams (gauge; +1 on open, -1 on close). A route
     /// keeps its key at 0, so it is still exported once it has been seen.
     public var streamsOpen: [String: Int] = [:]
     /// route -> heartbeat comments written.
     public var heartbeats: [String: Int] = [:]
+    /// route -> heartbeats that were due while the stream stood mid-line or after a CR.
+    public var heartbeatsDeferred: [String: Int] = [:]
+    /// Event streams the proxy ended (shutdown, max_duration), by route and reason.
+    public var streamsEnded: [RouteEnding: Int] = [:]
     /// Payload plus framing bytes written to clients.
     public var bytesUpstreamToClient: Int = 0
     /// Payload plus framing bytes written to upstreams.
@@ -71,6 +85,7 @@ public struct MetricsSnapshot: Equatable, Sendable {
     @inline(__always) public mutating func streamOpened(route: String) {
         streamsOpen[route, default: 0] += 1
         heartbeats[route, default: 0] += 0
+        heartbeatsDeferred[route, default: 0] += 0
     }
     @inline(__always) public mutating func streamClosed(route: String) { streamsOpen[route, default: 0] -= 1 }
     @inline(__always) public mutating func heartbeatWritten(route: String) { heartbeats[route, default: 0] += 1 }
@@ -95,6 +110,8 @@ public struct MetricsSnapshot: Equatable, Sendable {
     public mutating func add(_ other: MetricsSnapshot) {
         for (k, v) in other.streamsOpen { streamsOpen[k, default: 0] += v }
         for (k, v) in other.heartbeats { heartbeats[k, default: 0] += v }
+        for (k, v) in other.heartbeatsDeferred { heartbeatsDeferred[k, default: 0] += v }
+        for (k, v) in other.streamsEnded { streamsEnded[k, default: 0] += v }
         bytesUpstreamToClient += other.bytesUpstreamToClient
         bytesClientToUpstream += other.bytesClientToUpstream
         for (k, v) in other.requests { requests[k, default: 0] += v }
@@ -122,6 +139,21 @@ public struct MetricsSnapshot: Equatable, Sendable {
         out.family("sse_keepalive_heartbeats_total", .counter, "Heartbeat comments written to clients, by route.")
         for (route, v) in heartbeats.sorted(by: { $0.key < $1.key }) {
             out.sample("sse_keepalive_heartbeats_total", [("route", route)], v)
+        }
+
+        out.family("sse_keepalive_heartbeats_deferred_total", .counter,
+                   "Heartbeats that were due while the stream stood mid-line or after a CR (sent at the next safe point), by route.")
+        for (route, v) in heartbeatsDeferred.sorted(by: { $0.key < $1.key }) {
+            out.sample("sse_keepalive_heartbeats_deferred_total", [("route", route)], v)
+        }
+
+        out.family("sse_keepalive_streams_ended_total", .counter,
+                   "Event streams the proxy ended at an event boundary, by route and reason (shutdown, max_duration).")
+        let endedRows = streamsEnded.sorted { a, b in
+            a.key.route != b.key.route ? a.key.route < b.key.route : a.key.reason < b.key.reason
+        }
+        for (key, v) in endedRows {
+            out.sample("sse_keepalive_streams_ended_total", [("route", key.route), ("reason", key.reason)], v)
         }
 
         out.family("sse_keepalive_bytes_forwarded_total", .counter,

@@ -97,7 +97,10 @@ public enum HeaderPolicy {
         if plan.eventStreamHeaders {
             headers.remove("Content-Length")
             headers.remove("X-Accel-Buffering")
-            headers.set("Cache-Control", "no-cache")
+            // No cache may keep it and no hop may transform (compress, buffer) it;
+            // an upstream's stricter no-store stays.
+            let noStore = headers.tokens("Cache-Control").contains("no-store")
+            headers.set("Cache-Control", noStore ? "no-cache, no-store, no-transform" : "no-cache, no-transform")
             headers.add("X-Accel-Buffering", "no")
             if !plan.isEventStream && plan.clientVersion == .http11 {
                 // HEAD: the framing a GET would get (RFC 9110 section 9.3.2), without a body.

@@ -18,6 +18,8 @@ public struct Router: Sendable {
         defaultUpstream = config.upstream
         fallback = RouteConfig(path: "/", upstream: nil, heartbeat: config.heartbeat, token: nil,
                                headers: config.headers, isFallback: true)
+        fallback.retry = config.retry
+        fallback.maxStreamDuration = config.maxStreamDuration
     }
 
     /// The first route in file order matching the normalised form of `path`

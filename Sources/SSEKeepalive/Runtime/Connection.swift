@@ -16,11 +16,8 @@ final class Connection {
     /// Set once in init (after `self` exists, since the channel reports to it).
     private var client: Channel!
     private var upstream: Channel?
-    /// The address `upstream` is connected to (its pool key).
-    private var upstreamAddress: SocketAddressSpec?
     private let timer: OpaquePointer
     private var machine: ExchangeMachine
-    private var isClosed = false
 
     private var logger: Logger { worker.logger }
 
@@ -73,7 +70,7 @@ final class Connection {
     /// Writes what this loop turn queued on either side. A flush that empties an
     /// output gets no drain report later, so it is reported here.
     private func flushQueued() {
-        guard !isClosed else { return }
+        if isClosed { return }
         client.flush()
         upstream?.flush()
         if client.output.count <= client.lowWatermark { machine.clientDrained(self) }
@@ -89,11 +86,16 @@ final class Connection {
         }
     }
 
-    private func dropUpstream(toPool: Bool) {
+    private var isClosed: Bool {
+        if case .closed = machine.state { return true }
+        return false
+    }
+
+    private func dropUpstream(pool address: SocketAddressSpec?) {
         guard let upstream else { return }
         self.upstream = nil
-        if toPool, let upstreamAddress {
-            worker.upstreamPool.give(upstream, to: upstreamAddress)
+        if let address {
+            worker.upstreamPool.give(upstream, to: address)
         } else {
             upstream.close()
         }
@@ -138,12 +140,13 @@ extension Connection: ExchangeIO {
 
     func describe(errno code: Int32) -> String { SocketErrors.describe(code) }
 
+    func random(below n: Int) -> Int { Int.random(in: 0..<n) }
+
     func diagnosticAdmit() -> DiagnosticLimiter.Decision { worker.diagnosticAdmit(now: now()) }
 
     func diagnosticEnded() { worker.diagnosticEnded() }
 
     func openUpstream(_ spec: SocketAddressSpec, pooled: Bool) -> UpstreamOpening {
-        upstreamAddress = spec
         if pooled, let channel = worker.upstreamPool.take(spec) {
             channel.delegate = self
             upstream = channel
@@ -182,8 +185,8 @@ extension Connection: ExchangeIO {
             channel(side).flush()
         case .shutdownWrite(let side):
             channel(side).shutdownWrite()
-        case .releaseUpstream(let toPool):
-            dropUpstream(toPool: toPool)
+        case .releaseUpstream(let pool):
+            dropUpstream(pool: pool)
         case .armTimer(let span, let common):
             if common {
                 event_add(timer, worker.commonTimeout(span))
@@ -198,11 +201,11 @@ extension Connection: ExchangeIO {
             logger.log(level: level.swiftLogLevel, "conn \(id): \(event.message(peer: "\(peer)", describe: SocketErrors.describe))")
         case .count(let metric):
             metric.apply(to: &worker.metrics)
-        case .accessLog(let summary):
-            AccessLogEntry(client: "\(peer)", summary: summary).log(to: logger, format: worker.settings.config.logFormat)
+        case .accessLog(var entry):
+            entry.client = "\(peer)"
+            entry.log(to: logger, format: worker.settings.config.logFormat)
         case .close:
-            isClosed = true
-            dropUpstream(toPool: false)
+            dropUpstream(pool: nil)
             event_free(timer)
             client.close()
             worker.forget(self)

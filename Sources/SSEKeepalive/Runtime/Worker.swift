@@ -49,6 +49,8 @@ final class Worker: @unchecked Sendable {
     private var commonTimeouts: [Int: UnsafePointer<timeval>] = [:]
     private var nextConnectionNumber: UInt64 = 0
     private let mailbox = Mutex<[Command]>([])
+    /// Set (under the mailbox lock) once the loop has returned for good.
+    private nonisolated(unsafe) var loopEnded = false
     private var wakeEvent: OpaquePointer?
     /// Re-enables accepting after a pause for EMFILE/ENFILE.
     private var resumeAcceptEvent: OpaquePointer?
@@ -111,13 +113,34 @@ final class Worker: @unchecked Sendable {
 
     fileprivate func runLoop() {
         event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY)
+        // From here on the mailbox is read by no one: answer its last questions.
+        mailbox.withLock { queued in
+            loopEnded = true
+            for case .snapshot(let reply) in queued { reply.deliver(snapshot(), from: index) }
+            queued.removeAll()
+        }
         onStop(index)
     }
 
     /// Thread-safe: queue a command and wake the loop.
     func send(_ command: Command) {
-        mailbox.withLock { $0.append(command) }
-        if let wakeEvent { event_active(wakeEvent, Int32(EV_READ), 0) }
+        let answered = mailbox.withLock { queued in
+            // A drained worker's loop has ended: a scrape gets its final counters at once.
+            if loopEnded, case .snapshot(let reply) = command {
+                reply.deliver(snapshot(), from: index)
+                return true
+            }
+            queued.append(command)
+            return loopEnded
+        }
+        if !answered, let wakeEvent { event_active(wakeEvent, Int32(EV_READ), 0) }
+    }
+
+    private func snapshot() -> MetricsSnapshot {
+        var copy = metrics
+        copy.connectionsOpen = connections.count
+        copy.acceptedByWorker = [index: metrics.connectionsAccepted]
+        return copy
     }
 
     fileprivate func wake() {
@@ -155,10 +178,7 @@ final class Worker: @unchecked Sendable {
             for connection in Array(connections.values) { connection.endForShutdown() }
             stopIfDrained()
         case .snapshot(let reply):
-            var copy = metrics
-            copy.connectionsOpen = connections.count
-            copy.acceptedByWorker = [index: metrics.connectionsAccepted]
-            reply.deliver(copy, from: index)
+            reply.deliver(snapshot(), from: index)
         }
     }
 

@@ -55,7 +55,7 @@ final class ExchangeHarness: ExchangeIO {
     var actions: [ExchangeAction] = []
     var logs: [(level: LogLevelName, event: ExchangeLogEvent)] = []
     var metrics = MetricsSnapshot()
-    var accessLog: [ExchangeSummary] = []
+    var accessLog: [AccessLogEntry] = []
     /// The first thing the machine asked that the real runtime could not do.
     var violation: String?
 
@@ -271,6 +271,10 @@ final class ExchangeHarness: ExchangeIO {
 
     func describe(errno code: Int32) -> String { "errno \(code)" }
 
+    /// Seeded, so every run draws the same numbers.
+    var rng = FuzzRNG(seed: 0x5EED)
+    func random(below n: Int) -> Int { rng.below(n) }
+
     func openUpstream(_ address: SocketAddressSpec, pooled: Bool) -> UpstreamOpening {
         if closed { fail("connect after close") }
         if upstream != .none { fail("connect with an upstream already attached") }
@@ -326,7 +330,7 @@ final class ExchangeHarness: ExchangeIO {
             if side == .client { flushClient() } else { flushUpstream() }
         case .shutdownWrite(let side):
             shutdownWrites.append(side)
-        case .releaseUpstream(let toPool):
+        case .releaseUpstream(let pool):
             guard upstream != .none else { return fail("release without an upstream") }
             upstream = .none
             upstreamIn.removeAll()
@@ -334,7 +338,7 @@ final class ExchangeHarness: ExchangeIO {
             upstreamSocket.removeAll()
             upstreamSentEOF = false
             reading[.upstream] = false
-            if toPool {
+            if pool != nil {
                 givenToPool += 1
                 poolIdle += 1
             }
@@ -479,9 +483,14 @@ final class EventStreamDriver {
     private(set) var heartbeatForms: [HeartbeatForm] = []
     private(set) var payloadSent: [UInt8] = []
 
-    init(heartbeat: HeartbeatBytes, upstreamChunked: Bool = false, interval: TimeSpan = .seconds(1)) {
+    /// `onOpen`: the first comment right after the head (off by default here: these
+    /// streams are about where heartbeats go, and `idle()` says when one is due).
+    init(heartbeat: HeartbeatBytes, upstreamChunked: Bool = false, interval: TimeSpan = .seconds(1),
+         onOpen: Bool = false, padding: Int = 0) {
         var config = Config()
         config.heartbeat = HeartbeatSettings(interval: interval, comment: heartbeat.comment, blankLine: heartbeat.blankLine)
+        config.heartbeat.onOpen = onOpen
+        config.heartbeat.padding = padding
         self.harness = ExchangeHarness(config: config)
         self.heartbeat = heartbeat
         self.upstreamChunked = upstreamChunked

@@ -113,7 +113,9 @@ def base_config(upstream: str, listen_port: int | None = None, **overrides) -> d
         "listen": f"127.0.0.1:{listen_port or free_port()}",
         "upstream": upstream,
         "workers": 2,
-        "heartbeat": {"interval": "300ms"},
+        # No first comment at open: most tests here are about the interval itself
+        # (test_stream_hops.py turns it on where it is the subject).
+        "heartbeat": {"interval": "300ms", "on_open": False},
         "log": {"level": "debug"},
         "timeouts": {"connect": "1s", "response": "3s"},
         "shutdown": {"grace": "1s"},
