@@ -120,7 +120,7 @@ public struct ExchangeMachine {
         io.perform(.log(.debug, .refused(reason: answer.message)))
         let page = answer.page
         if config.accessLog {
-            io.perform(.accessLog(ExchangeSummary(
+            io.perform(.accessLog(AccessLogEntry(client: "",
                 method: method, target: "-", status: answer.status, bytesSent: page.count, durationMs: 0,
                 route: "-", heartbeats: 0, ending: .error)))
         }
