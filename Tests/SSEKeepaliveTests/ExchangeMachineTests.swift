@@ -213,6 +213,7 @@ final class ExchangeMachineTests: XCTestCase {
         h.fireTimer()
         XCTAssertTrue(h.clientText.hasPrefix("HTTP/1.1 504 Gateway Timeout\r\n"))
         XCTAssertTrue(h.clientText.contains("did not accept the connection within 5s"))
+        XCTAssertTrue(h.actions.contains(.upstreamConnectTimedOut), "the address is reported as failing")
 
         let r = ExchangeHarness()
         r.start()

@@ -52,7 +52,7 @@ public final class Exchange {
     }
 
     var isEventStream: Bool {
-        if case .streaming(let stream) = response { return stream.plan.isEventStream }
+        if case .streaming(let stream) = response { return stream.isEventStream }
         return false
     }
 }
@@ -97,7 +97,15 @@ enum ResponseProgress {
 /// A response whose head went to the client: its framing, and for event
 /// streams where the SSE grammar stands and when the proxy last wrote.
 struct ResponseStream {
-    var plan: ResponsePlan
+    // What the response plan decided, in 5 bytes (the plan is 50, and an open
+    // stream keeps this for its whole life).
+    /// Chunked to the client (else close-delimited, a length, or no body).
+    let chunked: Bool
+    let isEventStream: Bool
+    /// An event stream whose payload is content-coded: forwarded untouched.
+    let isCompressed: Bool
+    let keepAlive: Bool
+    let upstreamReusable: Bool
     var body: BodyDecoder
     /// Where the event stream stands (tracked for every uncompressed event stream,
     /// so a reload that turns heartbeats on finds it right).
@@ -117,14 +125,18 @@ struct ResponseStream {
     var endPassed = false
 
     init(plan: ResponsePlan, lastWriteAt: Int) {
-        self.plan = plan
+        self.chunked = plan.clientFraming == .chunked
+        self.isEventStream = plan.isEventStream
+        self.isCompressed = plan.isCompressedEventStream
+        self.keepAlive = plan.keepAlive
+        self.upstreamReusable = plan.upstreamReusable
         self.body = BodyDecoder(plan.upstreamFraming)
         self.heartbeats = plan.heartbeats
         self.lastWriteAt = lastWriteAt
     }
 
     /// An uncompressed event stream: the cursor follows it.
-    var tracksEvents: Bool { plan.isEventStream && !plan.isCompressedEventStream }
+    var tracksEvents: Bool { isEventStream && !isCompressed }
 
     /// Nothing of an event is pending: ending the stream here loses nothing.
     var atEventBoundary: Bool { cursor.position == .eventBoundary && bomGate.held.isEmpty }

@@ -108,6 +108,9 @@ public enum ExchangeAction: Equatable, Sendable {
     case shutdownWrite(Side)
     /// Give the upstream connection back to the pool of its address, or (nil) close it.
     case releaseUpstream(pool: SocketAddressSpec?)
+    /// The connect in progress took longer than `timeouts.connect`: that address
+    /// is failing (a host name's next lookup and address choice take note).
+    case upstreamConnectTimedOut
     /// Start (or restart) the connection's one timer. `common`: a span many
     /// connections share (a configured interval or timeout), re-armed in O(1).
     case armTimer(TimeSpan, common: Bool)

@@ -494,7 +494,7 @@ public struct ExchangeMachine {
                 return .ended
             case .success(.needMore):
                 if !stream.opened && open(&stream, exchange, firstPayload: 0, io) { wrote = true }
-                if wrote && stream.plan.isEventStream { stream.lastWriteAt = io.now() }
+                if wrote && stream.isEventStream { stream.lastWriteAt = io.now() }
                 return .needMore(wrote: wrote)
             }
         }
@@ -551,7 +551,7 @@ public struct ExchangeMachine {
             // Only the last bytes decide where the stream stands.
             io.inputTail(.upstream, endingAt: n).withBytes { stream.cursor.advance($0) }
         }
-        let chunked = stream.plan.clientFraming == .chunked
+        let chunked = stream.chunked
         if chunked { io.perform(.writeChunkHeader(.client, count: n)) }
         io.perform(.splice(from: .upstream, count: n))
         if chunked { io.perform(.write(.client, ChunkedEncoding.chunkEnd)) }
@@ -561,7 +561,7 @@ public struct ExchangeMachine {
     /// Payload the proxy writes itself (held BOM candidates, heartbeats), framed for the client.
     private func writePayload(_ bytes: [UInt8], _ stream: ResponseStream, _ exchange: Exchange, _ io: some ExchangeIO) {
         guard !bytes.isEmpty else { return }
-        let chunked = stream.plan.clientFraming == .chunked
+        let chunked = stream.chunked
         if chunked { io.perform(.writeChunkHeader(.client, count: bytes.count)) }
         io.perform(.write(.client, bytes))
         if chunked { io.perform(.write(.client, ChunkedEncoding.chunkEnd)) }
@@ -578,11 +578,10 @@ public struct ExchangeMachine {
         guard case .streaming(var stream) = exchange.response else { preconditionFailure("finishing a response without a head") }
         if case .release(let bytes) = stream.bomGate.finish() { writeReleased(bytes, &stream, exchange, io) }
         exchange.response = .streaming(stream)
-        let plan = stream.plan
-        if plan.clientFraming == .chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
-        keepOrReleaseUpstream(exchange, plan: plan, io)
+        if stream.chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
+        keepOrReleaseUpstream(exchange, reusable: stream.upstreamReusable, io)
         endExchange(.complete, io)
-        guard plan.keepAlive, case .complete = exchange.request, !draining else {
+        guard stream.keepAlive, case .complete = exchange.request, !draining else {
             closeAfterFlush(io)
             return
         }
@@ -594,9 +593,9 @@ public struct ExchangeMachine {
     }
 
     /// A connection whose response was read to its end goes back to the pool.
-    private func keepOrReleaseUpstream(_ exchange: Exchange, plan: ResponsePlan, _ io: some ExchangeIO) {
+    private func keepOrReleaseUpstream(_ exchange: Exchange, reusable upstreamReusable: Bool, _ io: some ExchangeIO) {
         io.perform(.flush(.upstream))
-        let reusable = plan.upstreamReusable && !draining && exchange.request.isComplete
+        let reusable = upstreamReusable && !draining && exchange.request.isComplete
             && io.inputCount(.upstream) == 0 && io.outputCount(.upstream) == 0
         io.perform(.releaseUpstream(pool: reusable ? exchange.startRoute.upstream : nil))
         exchange.link = .none
@@ -679,7 +678,7 @@ public struct ExchangeMachine {
         }
         if let retry = exchange.route.config.retry { writeOwn(Self.retryHint(retry, io), &stream, exchange, io) }
         exchange.response = .streaming(stream)
-        if stream.plan.clientFraming == .chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
+        if stream.chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
         io.perform(.log(.debug, .streamEnded(reason)))
         endExchange(reason, io)
         closeAfterFlush(io)
@@ -774,12 +773,12 @@ public struct ExchangeMachine {
     public mutating func shutdownGraceOver(_ io: some ExchangeIO) {
         switch state {
         case .exchanging(let exchange):
-            guard case .streaming(let stream) = exchange.response, stream.plan.isEventStream else {
+            guard case .streaming(let stream) = exchange.response, stream.isEventStream else {
                 abort(.error, io)
                 return
             }
             // Grace is over: a stream still mid-event is cut here.
-            if stream.plan.clientFraming == .chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
+            if stream.chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
             io.perform(.log(.debug, .endedForShutdown))
             endExchange(.shutdown, io)
             closeAfterFlush(io)
@@ -870,6 +869,7 @@ public struct ExchangeMachine {
             let phase: ExchangeLogEvent.UpstreamWait = role == .connect ? .connect : .response
             let span = role == .connect ? config.connectTimeout : config.responseTimeout
             let address = exchange.startRoute.upstream
+            if role == .connect { io.perform(.upstreamConnectTimedOut) }
             io.perform(.log(.error, .upstreamTimeout(address, phase: phase, span)))
             io.perform(.count(.upstreamError(route: exchange.routeName, kind: .timeout)))
             respondWithError(status: 504, message: "upstream \(address) \(ExchangeLogEvent.timeoutText(phase, span))",

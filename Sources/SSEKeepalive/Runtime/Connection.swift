@@ -187,6 +187,8 @@ extension Connection: ExchangeIO {
             channel(side).shutdownWrite()
         case .releaseUpstream(let pool):
             dropUpstream(pool: pool)
+        case .upstreamConnectTimedOut:
+            if let upstream { worker.upstreamConnectTimedOut(upstream) }
         case .armTimer(let span, let common):
             if common {
                 event_add(timer, worker.commonTimeout(span))

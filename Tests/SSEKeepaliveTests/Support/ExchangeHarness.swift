@@ -342,6 +342,8 @@ final class ExchangeHarness: ExchangeIO {
                 givenToPool += 1
                 poolIdle += 1
             }
+        case .upstreamConnectTimedOut:
+            if upstream != .connecting { fail("a connect timeout without a connect in progress") }
         case .armTimer(let span, _):
             timerDeadline = clock + span.milliseconds
             timerSpans.append(span)
