@@ -79,11 +79,20 @@ final class ExchangeMachineHygieneTests: XCTestCase {
         }
     }
 
-    func testConnectIsAnsweredByTheProxy() throws {
-        let h = try harness()
-        h.clientSends("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\nGET /inside HTTP/1.1\r\nHost: a\r\n\r\n")
-        XCTAssertTrue(h.clientText.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), h.clientText)
-        XCTAssertEqual(h.upstreamConnections.count, 0)
-        XCTAssertTrue(h.closed)
+    func testConnectIsAnsweredByTheProxyWith405AndAllow() throws {
+        for version in ["HTTP/1.1", "HTTP/1.0"] {
+            let h = try harness()
+            h.clientSends("CONNECT a:443 \(version)\r\nHost: a:443\r\n\r\nGET /inside HTTP/1.1\r\nHost: a\r\n\r\n")
+            XCTAssertTrue(h.clientText.hasPrefix("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"),
+                          h.clientText)
+            XCTAssertTrue(h.clientText.hasSuffix("405 Method Not Allowed: CONNECT is not supported by this proxy\n"), h.clientText)
+            XCTAssertFalse(h.clientText.contains("/inside"))
+            XCTAssertEqual(h.upstreamConnections.count, 0)
+            XCTAssertTrue(h.closed)
+            XCTAssertEqual(h.accessLog.map(\.status), [405])
+            XCTAssertEqual(h.accessLog.first?.method, "CONNECT")
+            XCTAssertEqual(h.accessLog.first?.bytesSent, h.clientWire.count)
+            XCTAssertNil(h.violation)
+        }
     }
 }

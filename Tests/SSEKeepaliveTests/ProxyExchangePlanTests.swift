@@ -318,6 +318,19 @@ final class RequestPlanHygieneTests: XCTestCase {
                              token: token, allowUnderscoreHeaders: allowUnderscores)
     }
 
+    func testConnectIsAnsweredBeforeRouting() {
+        for target in ["a:443", "/x", "*"] {
+            let request = RequestHead(method: "CONNECT", target: target, version: .http11, headers: HTTPHeaders([("Host", "a")]))
+            let answer = RequestPlan.answeredByProxy(request)
+            XCTAssertEqual(answer?.status, 405)
+            XCTAssertEqual(answer?.headers, [ProxyAnswer.Field(name: "Allow", value: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")])
+            XCTAssertEqual(answer.map { String(decoding: $0.page, as: UTF8.self).hasPrefix("HTTP/1.1 405 Method Not Allowed\r\nAllow: ") }, true)
+        }
+        for method in ["GET", "POST", "OPTIONS", "TRACE", "connect"] {
+            XCTAssertNil(RequestPlan.answeredByProxy(RequestHead(method: method, target: "/", version: .http11, headers: HTTPHeaders())))
+        }
+    }
+
     func testConnectIsRefusedWhateverItsTarget() {
         for (target, version) in [("a:443", HTTPVersion.http11), ("a:443", .http10), ("/x", .http11), ("http://a/", .http11)] {
             XCTAssertThrowsError(try make("CONNECT", target, [("Host", "a:443")], version: version)) {

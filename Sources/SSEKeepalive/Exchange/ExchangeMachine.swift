@@ -115,6 +115,19 @@ public struct ExchangeMachine {
         }
     }
 
+    /// A request the proxy never forwards (CONNECT): its page, then close.
+    private mutating func answerItself(_ answer: ProxyAnswer, method: String, _ io: some ExchangeIO) {
+        io.perform(.log(.debug, .refused(reason: answer.message)))
+        let page = answer.page
+        if config.accessLog {
+            io.perform(.accessLog(AccessLogEntry(client: "",
+                method: method, target: "-", status: answer.status, bytesSent: page.count, durationMs: 0,
+                route: "-", heartbeats: 0, ending: .error)))
+        }
+        io.perform(.write(.client, page))
+        closeAfterFlush(io)
+    }
+
     /// A request the proxy answers itself with an error page.
     private mutating func refuse(_ error: HTTPParseError, _ io: some ExchangeIO) {
         io.perform(.log(.debug, .badRequest(error)))
@@ -130,6 +143,10 @@ public struct ExchangeMachine {
     }
 
     private mutating func startExchange(_ request: RequestHead, _ io: some ExchangeIO) {
+        if let answer = RequestPlan.answeredByProxy(request) {
+            answerItself(answer, method: request.method, io)
+            return
+        }
         // The route is picked on the normalised path (the one sent upstream); a target
         // that cannot be normalised is refused by the plan below.
         let target = try? RequestTarget(request.target, method: request.method, host: request.headers["Host"])

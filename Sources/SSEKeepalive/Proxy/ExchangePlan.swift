@@ -18,6 +18,16 @@ public struct RequestPlan: Equatable, Sendable {
     /// Methods the proxy answers itself instead of forwarding: a reverse proxy
     /// does not open tunnels to arbitrary hosts.
     public static let refusedMethods: Set<String> = ["CONNECT"]
+    /// The `Allow` of that answer: the standard methods, which the proxy forwards.
+    public static let allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+    /// The answer the proxy gives itself, before routing, to a request it
+    /// never forwards (`405` with `Allow`); nil for every other request.
+    public static func answeredByProxy(_ request: RequestHead) -> ProxyAnswer? {
+        guard refusedMethods.contains(request.method) else { return nil }
+        return ProxyAnswer(status: 405, message: "\(request.method) is not supported by this proxy",
+                           headers: [ProxyAnswer.Field(name: "Allow", value: allowedMethods)])
+    }
 
     /// The plan for a request on `route`: its token and header settings.
     public static func make(_ request: RequestHead, route: RouteConfig) throws(HTTPParseError) -> RequestPlan {
@@ -78,6 +88,23 @@ public struct RequestPlan: Equatable, Sendable {
         let connection = request.headers.tokens("Connection")
         if request.version == .http10 { return connection.contains("keep-alive") }
         return !connection.contains("close")
+    }
+}
+
+/// A response the proxy sends itself instead of forwarding the request.
+public struct ProxyAnswer: Equatable, Sendable {
+    public struct Field: Equatable, Sendable {
+        public var name: String
+        public var value: String
+    }
+    public var status: Int
+    /// The one-line body (never holds a token: built from the method only).
+    public var message: String
+    public var headers: [Field]
+
+    /// The complete page; it closes the connection.
+    public var page: [UInt8] {
+        ErrorPage.response(status: status, message: message, headers: headers.map { ($0.name, $0.value) })
     }
 }
 
