@@ -483,7 +483,8 @@ def test_sigterm_drains_requests_ends_streams_after_grace_and_exits_0(upstream):
 @pytest.mark.timeout(15)
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["TERM-TERM", "TERM-INT"])
 def test_second_signal_during_drain_exits_at_once(upstream, second):
-    upstream.route("/events", hanging_stream(30))
+    # Stalled mid-event, so the stream cannot end at a boundary before the grace is over.
+    upstream.route("/events", [STREAM_HEAD, up.send(up.chunk(b"data: never finished")), up.hang(30)])
     with own_proxy(base_config(upstream.config_addr, shutdown={"grace": "5s"})) as p:
         conn, head = open_stream(p.addr, "/events")
         assert head.status == 200
