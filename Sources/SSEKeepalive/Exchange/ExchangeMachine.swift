@@ -742,6 +742,7 @@ public struct ExchangeMachine {
             exchange.heartbeats += 1
             io.perform(.count(.heartbeat(route: exchange.routeName)))
         }
+        stream.sharedBodyStarted = wrote
         let now = io.now()
         if let limit = route.maxStreamDuration {
             stream.scheduleEnd(at: now + limit.drawn { io.random(below: $0) }.milliseconds, reason: .maxDuration)
@@ -771,6 +772,13 @@ public struct ExchangeMachine {
             io.perform(.flush(.client))
             close(io)
             return
+        }
+        if !stream.sharedBodyStarted {
+            stream.sharedBodyStarted = true
+            exchange.response = .streaming(stream)
+            // The others read a BOM here as part of a field name; as this client's first bytes it would be
+            // dropped by its parser. An empty line first (which dispatches nothing) keeps it as they read it.
+            if piece.bytes.starts(with: LeadingBOM.bytes) { writePayload([0x0A], stream, exchange, io) }
         }
         writePayload(piece.bytes, stream, exchange, io)
         io.perform(.flush(.client))
