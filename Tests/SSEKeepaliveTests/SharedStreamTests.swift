@@ -338,6 +338,25 @@ final class SharedClientMachineTests: XCTestCase {
         XCTAssertNil(h.violation)
     }
 
+    func testAnEventLargerThanTheBufferStillReachesAClientThatKeepsUp() {
+        var c = config()
+        c.streamBuffer = 4096
+        let h = joined(c)
+        h.sharedStreamOpened(head: Self.upstreamHead)
+        h.sharedPiece("data: " + String(repeating: "z", count: 10_000) + "\n\n")
+        XCTAssertFalse(h.closed, "nothing was queued for it: it takes the piece")
+        XCTAssertTrue(h.clientText.contains(String(repeating: "z", count: 10_000)))
+    }
+
+    func testABOMStartingTheFirstPieceIsNotLeadingForTheJoiner() throws {
+        let h = joined(config())
+        h.sharedStreamOpened(head: Self.upstreamHead)
+        h.sharedPiece("\u{FEFF}data: x\n\n")
+        let body = try ClientWireReader.read(h.clientWire, tags: h.clientWireTags, methods: ["GET"]).first?.body ?? []
+        XCTAssertEqual(Array(body.prefix(4)), [0x0A, 0xEF, 0xBB, 0xBF], "an empty line first, as the others read it")
+        XCTAssertEqual(WHATWGEventParser.parse(body), [], "the BOM is part of a field name for every client")
+    }
+
     func testClientGoneLeavesTheStream() {
         let h = joined(config())
         h.sharedStreamOpened(head: Self.upstreamHead)

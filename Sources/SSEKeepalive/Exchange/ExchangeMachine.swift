@@ -764,7 +764,8 @@ public struct ExchangeMachine {
             exchange.response = .streaming(stream)
         }
         let queued = io.outputCount(.client)
-        if queued + piece.bytes.count > config.streamBuffer {
+        // A client with nothing queued takes any piece (one event may be larger than the buffer).
+        if queued > 0 && queued + piece.bytes.count > config.streamBuffer {
             io.perform(.log(.debug, .sharedClientDropped(route: exchange.routeName, queued: queued)))
             io.perform(.count(.sharedClientDropped(route: exchange.routeName)))
             if stream.chunked { send(ChunkedEncoding.lastChunk, exchange, io) }

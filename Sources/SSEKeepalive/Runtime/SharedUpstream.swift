@@ -33,6 +33,7 @@ final class SharedUpstream {
 
     private var logger: Logger { worker.logger }
 
+    /// `table`: `SharedUpstreamTable.make` of the worker's settings.
     init?(worker: Worker, key: ShareKey, join: SharedJoin, table: RouteTable, tag: String) {
         guard let timer = event_new(worker.base, -1, 0, sharedTimerCallback, nil) else { return nil }
         guard let lingerTimer = event_new(worker.base, -1, 0, sharedLingerCallback, nil) else {
@@ -47,7 +48,7 @@ final class SharedUpstream {
         self.request = EvBuffer(requestRaw)
         self.received = EvBuffer(receivedRaw)
         self.stream = SharedStream(settings: key.settings, tag: tag, holdLimit: table.config.streamBuffer)
-        self.machine = ExchangeMachine(table: SharedUpstreamTable.make(from: table))
+        self.machine = ExchangeMachine(table: table)
         let context = Unmanaged.passUnretained(self).toOpaque()
         event_assign(timer, worker.base, -1, 0, sharedTimerCallback, context)
         event_assign(lingerTimer, worker.base, -1, 0, sharedLingerCallback, context)
@@ -145,9 +146,9 @@ final class SharedUpstream {
         io { machine in machine.abandon(self) }
     }
 
-    /// A reload: the upstream exchange takes the route's new heartbeat.
+    /// A reload: the upstream exchange takes the route's new heartbeat (`table` as in init).
     func settingsChanged(_ table: RouteTable) {
-        io { machine in machine.settingsChanged(SharedUpstreamTable.make(from: table), self) }
+        io { machine in machine.settingsChanged(table, self) }
     }
 
     // MARK: Driving the machine
