@@ -763,9 +763,10 @@ public struct ExchangeMachine {
             stream.skipsToBoundary = false
             exchange.response = .streaming(stream)
         }
+        // Behind means more than `limits.stream_buffer` still queued from earlier pieces: the
+        // piece itself may be large (one read of the upstream, or one event larger than the buffer).
         let queued = io.outputCount(.client)
-        // A client with nothing queued takes any piece (one event may be larger than the buffer).
-        if queued > 0 && queued + piece.bytes.count > config.streamBuffer {
+        if queued > config.streamBuffer {
             io.perform(.log(.debug, .sharedClientDropped(route: exchange.routeName, queued: queued)))
             io.perform(.count(.sharedClientDropped(route: exchange.routeName)))
             if stream.chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
@@ -782,6 +783,10 @@ public struct ExchangeMachine {
             if piece.bytes.starts(with: LeadingBOM.bytes) { writePayload([0x0A], stream, exchange, io) }
         }
         writePayload(piece.bytes, stream, exchange, io)
+        if piece.heartbeats > 0 {
+            exchange.heartbeats += Int32(piece.heartbeats)
+            for _ in 0..<piece.heartbeats { io.perform(.count(.heartbeat(route: exchange.routeName))) }
+        }
         io.perform(.flush(.client))
     }
 

@@ -30,6 +30,8 @@ final class SharedUpstream {
     private var leftDuringBroadcast = false
     private(set) var isFinished = false
     private var counted = false
+    /// Heartbeats the machine wrote that have not gone out to the clients yet.
+    private var heartbeatsWritten = 0
 
     private var logger: Logger { worker.logger }
 
@@ -124,7 +126,10 @@ final class SharedUpstream {
         }
     }
 
-    private func broadcast(_ piece: SharedStream.Piece) {
+    private func broadcast(_ produced: SharedStream.Piece) {
+        var piece = produced
+        piece.heartbeats = heartbeatsWritten
+        heartbeatsWritten = 0
         broadcasting = true
         for client in clients { client?.sharedPiece(piece) }
         broadcasting = false
@@ -300,6 +305,7 @@ extension SharedUpstream: ExchangeIO {
             logger.log(level: level.swiftLogLevel,
                        "shared stream of route \(key.route): \(event.message(peer: "the proxy", describe: SocketErrors.describe))")
         case .count(let metric):
+            if case .heartbeat = metric { heartbeatsWritten += 1 }
             if metric.countsForSharedUpstream { metric.apply(to: &worker.metrics) }
         case .accessLog, .joinSharedStream, .leaveSharedStream:
             // Its table has no access log and no sharing: the clients' exchanges log and share.
