@@ -38,9 +38,18 @@ final class Channel {
     /// While connecting to one of a host name's addresses: which one (told how it went).
     private var connectingTo: (UpstreamCandidates, Int)?
     private(set) var isClosed = false
+    /// The peer's EOF was read: closing now sends no FIN of ours that it still waits for.
+    private(set) var peerClosed = false
 
-    /// Largest single read; what a read takes is sized by FIONREAD, so chains fit the data.
+    /// Largest single read; a large read is sized by FIONREAD, so chains fit the data.
     static let maxRead = 256 * 1024
+    /// A read that is not sized by FIONREAD takes at most this much: it fits
+    /// evbuffer's smallest chain (1 KiB with its header), so a small read (a
+    /// request, a head, an event) costs one system call and no more memory
+    /// than an exactly sized one.
+    static let smallRead = 960
+    /// The last read filled `smallRead`: more is likely waiting, size the next by FIONREAD.
+    private var readsLarge = false
 
     private init?(fd: Int32, base: OpaquePointer, delegate: ChannelDelegate) {
         guard let inputBuffer = evbuffer_new() else { return nil }
@@ -92,10 +101,16 @@ final class Channel {
         if !isClosed { close() }
     }
 
-    /// Frees everything; no callback fires after this.
-    func close() {
+    /// Frees everything; no callback fires after this. `abortive` resets the
+    /// connection (SO_LINGER 0) instead of a FIN: no FIN/ACK exchange and no
+    /// TIME_WAIT socket left behind by the side that closes first.
+    func close(abortive: Bool = false) {
         guard !isClosed else { return }
         isClosed = true
+        if abortive {
+            var reset = linger(l_onoff: 1, l_linger: 0)
+            _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
+        }
         event_del(event)
         event_free(event)
         evbuffer_free(input.raw)
@@ -180,22 +195,48 @@ final class Channel {
     }
 
     private func readOnce() {
+        let size = readsLarge ? availableToRead() : Self.smallRead
+        let n = readIntoInput(size)
+        guard n > 0 else { return readEnded(n) }
+        var more = 1
+        if !readsLarge && n == size {
+            // A small read came back full: read the rest now, sized, so it goes out in one write.
+            readsLarge = true
+            more = readIntoInput(availableToRead())
+        } else {
+            readsLarge = n >= Self.smallRead
+        }
+        delegate.channelReadable(self)
+        if more <= 0 && !isClosed && reading { readEnded(more) }
+    }
+
+    /// What FIONREAD says is waiting (at least `smallRead`, at most `maxRead`).
+    private func availableToRead() -> Int {
         var available: Int32 = 0
-        if ioctl(fd, UInt(FIONREAD), &available) != 0 || available <= 0 { available = 4096 }
-        let size = min(Int(available), Self.maxRead)
+        guard ioctl(fd, UInt(FIONREAD), &available) == 0 else { return Self.smallRead }
+        return min(max(Int(available), Self.smallRead), Self.maxRead)
+    }
+
+    /// One read(2) into `input`: bytes read, 0 at EOF, -errno on failure.
+    private func readIntoInput(_ size: Int) -> Int {
         var extent = iovec()
-        guard evbuffer_reserve_space(input.raw, size, &extent, 1) == 1 else { return fail(ENOMEM) }
+        guard evbuffer_reserve_space(input.raw, size, &extent, 1) == 1 else { return -Int(ENOMEM) }
         let n = read(fd, extent.iov_base, size)
-        if n > 0 {
-            extent.iov_len = n
-            evbuffer_commit_space(input.raw, &extent, 1)
-            delegate.channelReadable(self)
-        } else if n == 0 {
+        guard n > 0 else { return n == 0 ? 0 : -Int(sse_errno()) }
+        extent.iov_len = n
+        evbuffer_commit_space(input.raw, &extent, 1)
+        return n
+    }
+
+    /// A read that returned `result` <= 0: EOF, a failure, or nothing yet.
+    private func readEnded(_ result: Int) {
+        if result == 0 {
             reading = false
+            peerClosed = true
             updateInterest()
             delegate.channelClosed(self, error: 0)
         } else {
-            let code = sse_errno()
+            let code = Int32(-result)
             if code != EAGAIN && code != EINTR { fail(code) }
         }
     }
