@@ -53,8 +53,14 @@ def test_bench_smoke_writes_all_figures(tmp_path):
         assert {"p50_us", "p99_us", "added_p50_us", "added_p99_us"} <= set(peer["latency"])
         assert peer["churn"]["conn_per_s"] > 0
         assert all(r["failed"] == 0 for r in peer["churn"]["rounds"])
+        # Event-stream churn: every stream got its first event through the peer.
+        sse = peer["sse_churn"]
+        assert sse["streams_per_s"] > 0 and sse["rounds"]
+        assert all(r["failed"] == 0 and r["streams"] > 0 for r in sse["rounds"])
     assert ssk["flood"]["cpu_s_per_gib"] is not None
     assert ssk["churn"]["cpu_s_per_1000"] is not None
+    assert ssk["sse_churn"]["cpu_s_per_1000"] is not None
+    assert "p999_us" in ssk["latency"]
 
     hb = results["heartbeat_cost"]
     assert hb["heartbeats"] > 0 and hb["min_heartbeats_per_stream"] >= 1
@@ -62,3 +68,4 @@ def test_bench_smoke_writes_all_figures(tmp_path):
     assert "table" in results and any("memory per idle stream" in line for line in results["table"])
     # The table goes to stdout too.
     assert "memory per idle stream" in run.stdout
+    assert "sse churn streams/s" in run.stdout

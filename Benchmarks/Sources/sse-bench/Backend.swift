@@ -12,6 +12,8 @@ import Glibc
 ///                           round-robin over all rate streams, each carrying
 ///                           `data: t=<CLOCK_MONOTONIC ns>`
 ///   GET .../ping            200, Content-Length 2 ("ok"), keep-alive
+///   GET .../first           head and one event (`data: t=<ns>`) in one write, then
+///                           nothing (the stream-churn scenario's stream)
 ///
 /// Paths match on their last segment, so proxy routes like /hb1/idle work.
 /// Event streams are chunked (`--framing chunked`, like most app servers) or
@@ -40,7 +42,7 @@ final class Backend: @unchecked Sendable {
     private var floodBuffers: [Int: UnsafeMutableRawBufferPointer] = [:]
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     let eventScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
-    var stats = (accepted: 0, pings: 0, idle: 0, flood: 0, rate: 0, rateEvents: UInt64(0), rateDropped: UInt64(0))
+    var stats = (accepted: 0, pings: 0, idle: 0, first: 0, flood: 0, rate: 0, rateEvents: UInt64(0), rateDropped: UInt64(0))
 
     init(options: Options) {
         self.options = options
@@ -80,6 +82,7 @@ final class Backend: @unchecked Sendable {
         j.add("accepted", stats.accepted)
         j.add("pings", stats.pings)
         j.add("idle_streams", stats.idle)
+        j.add("first_event_streams", stats.first)
         j.add("flood_streams", stats.flood)
         j.add("rate_streams", stats.rate)
         j.add("rate_events", stats.rateEvents)
@@ -134,6 +137,10 @@ final class Backend: @unchecked Sendable {
             conn.flood = floodBuffer(size)
             conn.send(streamHead)
             conn.startFlood()
+        case "first":
+            stats.first += 1
+            conn.kind = .idle
+            firstEvent(conn)
         case "rate":
             stats.rate += 1
             conn.kind = .rate
@@ -143,6 +150,13 @@ final class Backend: @unchecked Sendable {
         default:
             conn.send(Array("HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nnot found\n".utf8))
         }
+    }
+
+    /// The head and the first event as one write, like an app server that flushes its first event.
+    private func firstEvent(_ conn: BackendConn) {
+        let data = "data: t=\(Net.monotonicNanos())\n\n"
+        let body = options.chunked ? String(data.utf8.count, radix: 16) + "\r\n" + data + "\r\n" : data
+        conn.send(streamHead + Array(body.utf8))
     }
 
     static let pingResponse = Array("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok".utf8)

@@ -19,6 +19,8 @@ final class Client: @unchecked Sendable {
         var connectConcurrency = 200
         var connectTimeout = 60.0
         var churn = false
+        /// Churn of event streams: each connection ends at its first event.
+        var firstEvent = false
         var connections = 10_000
         var concurrency = 32
         var label = ""
@@ -73,7 +75,7 @@ final class Client: @unchecked Sendable {
         self.target = target
         self.sources = sources
         let host = options.target
-        self.request = Array("GET \(options.path) HTTP/1.1\r\nHost: \(host)\r\nAccept: \(options.churn ? "*/*" : "text/event-stream")\r\nUser-Agent: sse-bench\r\n\r\n".utf8)
+        self.request = Array("GET \(options.path) HTTP/1.1\r\nHost: \(host)\r\nAccept: \(options.churn && !options.firstEvent ? "*/*" : "text/event-stream")\r\nUser-Agent: sse-bench\r\n\r\n".utf8)
     }
 
     var measuring: Bool { phase == .measuring }
@@ -222,7 +224,7 @@ final class Client: @unchecked Sendable {
         let prior = phase
         phase = .done
         var j = JSON()
-        j.add("mode", options.churn ? "churn" : "streams")
+        j.add("mode", options.churn ? (options.firstEvent ? "stream-churn" : "churn") : "streams")
         if !options.label.isEmpty { j.add("label", options.label) }
         j.add("target", options.target)
         j.add("path", options.path)
@@ -496,6 +498,7 @@ final class ClientConn {
                 guard let hit = memchr(base + i, 10, n - i) else { return }
                 i = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
                 endLine()
+                if freed { return }
                 i += 1
                 continue
             default:
@@ -503,7 +506,11 @@ final class ClientConn {
             }
             let b = base[i]
             i += 1
-            if b == 10 { endLine(); continue }
+            if b == 10 {
+                endLine()
+                if freed { return }
+                continue
+            }
             switch lineKind {
             case .start:
                 if b == UInt8(ascii: ":") { lineKind = .comment }
@@ -535,6 +542,10 @@ final class ClientConn {
         case .start, .carriageReturn:
             if eventHasData {
                 client.totals.events &+= 1
+                if client.options.firstEvent {
+                    end(completed: true, error: 0)
+                    return
+                }
                 if eventTs != 0 && client.measuring && client.now > eventTs {
                     client.latency.record(client.now - eventTs)
                 }

@@ -13,7 +13,10 @@ usage:
                    [--sources 127.0.0.2-127.0.0.50] [--connect-concurrency N] [--connect-timeout S]
                    [--label TEXT]
   sse-bench client --churn --target HOST:PORT [--path /ping] [--connections N] [--concurrency C]
-                   [--duration S] [--sources ...]
+                   [--duration S] [--sources ...] [--first-event]
+
+--first-event (with --churn): each connection asks for an event stream
+(Accept: text/event-stream) and closes at its first event (the backend's .../first).
 
 The backend serves GET .../idle, .../flood?size=N, .../rate and .../ping.
 The client prints {"phase":"open",...} once its streams are open, then one JSON
@@ -45,7 +48,7 @@ while i < arguments.count {
     let a = arguments[i]
     guard a.hasPrefix("--") else { fail("unexpected argument \(a)\n\(usage)") }
     let name = String(a.dropFirst(2))
-    if name == "churn" || name == "help" {
+    if name == "churn" || name == "first-event" || name == "help" {
         parsed.switches.insert(name)
         i += 1
     } else if let eq = name.firstIndex(of: "=") {
@@ -81,7 +84,9 @@ case "backend":
 case "client":
     var o = Client.Options()
     o.churn = parsed.switches.contains("churn")
-    if o.churn { o.path = "/ping" }
+    o.firstEvent = parsed.switches.contains("first-event")
+    guard !o.firstEvent || o.churn else { fail("--first-event goes with --churn") }
+    if o.churn { o.path = o.firstEvent ? "/first" : "/ping" }
     o.target = parsed.take("target", o.target)
     o.path = parsed.take("path", o.path)
     o.streams = parsed.take("streams", o.streams)
