@@ -103,6 +103,33 @@ public struct HeaderSettings: Equatable, Sendable {
     }
 }
 
+/// `share` on a route: identical requests share one upstream event stream.
+public struct ShareSettings: Equatable, Hashable, Sendable {
+    /// Request header fields whose values are part of the share key (names as written).
+    public var keyHeaders = ["Authorization", "Cookie"]
+    /// Recent events kept for joiners with `Last-Event-ID`; nil: none kept.
+    public var replay: ReplayBound?
+    /// Add an `id:` line to each event while the upstream sends no ids.
+    public var ids = false
+    /// How long the upstream stream stays open after its last client left.
+    public var linger: TimeSpan = .seconds(5)
+
+    public init() {}
+}
+
+/// How many recent events a shared stream keeps, and for how long.
+public struct ReplayBound: Equatable, Hashable, Sendable {
+    public var events: Int
+    public var age: TimeSpan
+
+    public init(events: Int = 100, age: TimeSpan = .seconds(300)) {
+        self.events = events
+        self.age = age
+    }
+
+    public static let maxEvents = 100_000
+}
+
 public struct RouteConfig: Equatable, Sendable {
     /// Path prefix, matched segment-aware; also the route's name in logs and metrics.
     public var path: String
@@ -120,6 +147,8 @@ public struct RouteConfig: Equatable, Sendable {
     /// The sidecar answers this route itself with the diagnostic stream
     /// (`DiagnosticScript`) that `probe` reads; nothing is forwarded.
     public var diagnostic: Bool
+    /// nil: every request has its own upstream stream (the default).
+    public var share: ShareSettings?
     /// True only for `Router.fallback` (the route for unmatched paths, named
     /// "default"), so that it is told apart from a user route on "/".
     public var isFallback: Bool

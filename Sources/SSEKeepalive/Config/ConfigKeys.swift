@@ -95,7 +95,72 @@ enum ConfigKeys {
         [.text("path", \.path, expected: "a path such as /events", check: routePathProblem), routeUpstream]
             + inherited.map(\.route)
             + [.optionalSection("token", \.token, empty: TokenSettings(), keys: tokenKeys,
-                                expected: "a mapping ({} for the defaults)"), routeDiagnostic]
+                                expected: "a mapping ({} for the defaults)"), routeDiagnostic, share]
+    }
+
+    /// `share: true`, `false`/`off`, or a mapping of `shareKeys`; shown by `check` only when on.
+    static var share: ConfigKey<RouteConfig> {
+        let expected = "true, false, or a mapping with \(shareKeys.map(\.name).joined(separator: ", "))"
+        return ConfigKey("share", summary: expected,
+                         read: { r, node, path, route throws(ConfigError) in
+                             if case .mapping = node {
+                                 var settings = ShareSettings()
+                                 try r.read(node, path, keys: shareKeys, into: &settings, expected: expected)
+                                 route.share = settings
+                                 return
+                             }
+                             guard case .scalar = node, !ConfigReader.isNull(node) else {
+                                 throw r.typeError(node, path, expected: expected)
+                             }
+                             route.share = try r.bool(node, path) ? ShareSettings() : nil
+                         },
+                         render: { route, c in route.share.map { .mapping(shareKeys.rendered($0, c)) } ?? .omitted })
+    }
+
+    static var shareKeys: [ConfigKey<ShareSettings>] {
+        [shareKeyHeaders, replay, .bool("ids", \.ids), .duration("linger", \.linger)]
+    }
+
+    /// A list of header names (it replaces the default list; `[]`: no header in the key).
+    static var shareKeyHeaders: ConfigKey<ShareSettings> {
+        let expected = "a list of header names"
+        return ConfigKey("key_headers", summary: expected,
+                         read: { r, node, path, s throws(ConfigError) in
+                             guard case .sequence(let items) = node else { throw r.typeError(node, path, expected: expected) }
+                             var names: [String] = []
+                             for (i, item) in items.enumerated() {
+                                 let name = try r.scalar(item, "\(path)[\(i)]", expected: "a header name")
+                                 guard !name.isEmpty, name.utf8.allSatisfy(HTTPBytes.isTchar) else {
+                                     throw r.error(item, "\(path)[\(i)]",
+                                                   "invalid header name \"\(TextEscape.message(name))\" (an HTTP token such as Authorization)")
+                                 }
+                                 if names.contains(where: { $0.lowercased() == name.lowercased() }) {
+                                     throw r.error(item, "\(path)[\(i)]", "duplicate header name \"\(name)\"")
+                                 }
+                                 names.append(name)
+                             }
+                             s.keyHeaders = names
+                         },
+                         render: { s, _ in .list(s.keyHeaders.map { .scalar(Config.quote($0)) }) })
+    }
+
+    /// `off`, or `{events: N, age: D}` (unset keys take their defaults).
+    static var replay: ConfigKey<ShareSettings> {
+        let keys: [ConfigKey<ReplayBound>] = [
+            .integer("events", \.events, range: 1...ReplayBound.maxEvents), .duration("age", \.age),
+        ]
+        let expected = "off, or a mapping with events, age"
+        return ConfigKey("replay", summary: expected,
+                         read: { r, node, path, s throws(ConfigError) in
+                             if ConfigReader.isOff(node) {
+                                 s.replay = nil
+                                 return
+                             }
+                             var bound = ReplayBound()
+                             try r.read(node, path, keys: keys, into: &bound, expected: expected)
+                             s.replay = bound
+                         },
+                         render: { s, c in s.replay.map { .mapping(keys.rendered($0, c)) } ?? .scalar("off") })
     }
 
     /// `diagnostic: true`: the route serves the probe's diagnostic stream; shown by `check` only when on.

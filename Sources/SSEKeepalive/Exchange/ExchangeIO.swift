@@ -117,6 +117,11 @@ public enum ExchangeAction: Equatable, Sendable {
     case disarmTimer
     case log(LogLevelName, ExchangeLogEvent)
     case count(ExchangeMetric)
+    /// Join the shared stream of the join's key (opening it when there is none); the
+    /// runtime answers with `sharedStreamOpened`, then pieces, or `sharedStreamAnswered`.
+    case joinSharedStream(SharedJoin)
+    /// Leave the shared stream joined (or waited for); nothing more is delivered.
+    case leaveSharedStream
     /// The access-log line of a finished exchange (the runtime adds the client's address).
     case accessLog(AccessLogEntry)
     /// Free everything the connection holds; nothing follows.
@@ -139,6 +144,8 @@ public enum ExchangeEnding: String, Equatable, Sendable, CaseIterable {
     case shutdown
     /// An event stream ended at an event boundary after `max_stream_duration`.
     case maxDuration = "max_duration"
+    /// A client of a shared stream fell `limits.stream_buffer` behind and was dropped.
+    case fellBehind = "fell_behind"
 }
 
 /// Counter and gauge changes; the runtime adds them to its worker's metrics.
@@ -155,6 +162,12 @@ public enum ExchangeMetric: Equatable, Sendable {
     case clientDisconnected(ClientDisconnectKind)
     /// Request header fields not forwarded because their name has `_`.
     case requestHeadersDropped(route: String, count: Int)
+    /// A client joined (+1) or left (-1) a shared stream.
+    case sharedClients(route: String, delta: Int)
+    /// An upstream shared stream opened (+1) or closed (-1).
+    case sharedUpstreams(route: String, delta: Int)
+    case eventsReplayed(route: String, count: Int)
+    case sharedClientDropped(route: String)
 
     public func apply(to metrics: inout MetricsSnapshot) {
         switch self {
@@ -167,6 +180,10 @@ public enum ExchangeMetric: Equatable, Sendable {
         case .upstreamError(let route, let kind): metrics.upstreamError(route: route, kind: kind)
         case .clientDisconnected(let kind): metrics.clientDisconnected(kind)
         case .requestHeadersDropped(let route, let count): metrics.requestHeadersDropped(route: route, count: count)
+        case .sharedClients(let route, let delta): metrics.sharedClients[route, default: 0] += delta
+        case .sharedUpstreams(let route, let delta): metrics.sharedUpstreams[route, default: 0] += delta
+        case .eventsReplayed(let route, let count): metrics.replayedEvents[route, default: 0] += count
+        case .sharedClientDropped(let route): metrics.sharedClientsDropped[route, default: 0] += 1
         }
     }
 }

@@ -25,6 +25,9 @@ public enum ExchangeLogEvent: Equatable, Sendable {
     case heartbeatDeferred(route: String, idle: TimeSpan)
     case streamEnded(ExchangeEnding)
     case endedForShutdown
+    case sharedJoined(route: String, replayed: Int)
+    case lastEventIDUnknown(route: String)
+    case sharedClientDropped(route: String, queued: Int)
     case diagnosticStream(route: String, seconds: Int)
     case tunnelOpen
     case requestHeadTimeout(TimeSpan)
@@ -71,6 +74,12 @@ public enum ExchangeLogEvent: Equatable, Sendable {
             return "heartbeat on route \(route) deferred: the stream stands mid-line, \(idle) since its last write"
         case .streamEnded(let reason): return "event stream ended at an event boundary (\(reason.rawValue))"
         case .endedForShutdown: return "event stream ended for shutdown"
+        case .sharedJoined(let route, let replayed):
+            return "joined the shared stream of route \(route) (\(replayed) events replayed)"
+        case .lastEventIDUnknown(let route):
+            return "Last-Event-ID is not in the replay buffer of route \(route): live stream only"
+        case .sharedClientDropped(let route, let queued):
+            return "dropped from the shared stream of route \(route): \(queued) bytes queued for it"
         case .diagnosticStream(let route, let seconds): return "diagnostic stream on route \(route) for \(seconds) s"
         case .tunnelOpen: return "tunnel open"
         case .requestHeadTimeout(let span): return "client \(peer) sent no complete request head in \(span)"

@@ -18,6 +18,9 @@ public struct ExchangeMachine {
         /// A `diagnostic: true` route: the proxy answers with the diagnostic script itself.
         /// (Boxed: the machine lives in every connection, so its size is part of memory per stream.)
         indirect case answering(Exchange, DiagnosticRun)
+        /// A client of a shared stream (`share` routes): the runtime delivers the
+        /// stream's head and whole events; there is no upstream of its own.
+        case sharing(Exchange)
         /// Flushing the last bytes to the client, then closing.
         case closing
         case closed
@@ -68,6 +71,12 @@ public struct ExchangeMachine {
         io.perform(.log(.trace, .accepted))
     }
 
+    /// The proxy's own exchange with a shared upstream lost its last client: it ends quietly.
+    public mutating func abandon(_ io: some ExchangeIO) {
+        endExchange(.clientClosed, io)
+        close(io)
+    }
+
     /// Answers with an error page before any request is read (too many connections).
     public mutating func reject(status: Int, reason: String, _ io: some ExchangeIO) {
         io.perform(.log(.warning, .refused(reason: reason)))
@@ -89,8 +98,8 @@ public struct ExchangeMachine {
             }
         case .tunneling(let exchange, _):
             relay(from: .client, exchange, io)
-        case .answering:
-            // Nothing more is read from a client on a diagnostic stream (it closes after).
+        case .answering, .sharing:
+            // Nothing more is read from a client on a diagnostic or shared stream (it closes after).
             io.perform(.discard(.client, count: io.inputCount(.client)))
         case .closing:
             io.perform(.discard(.client, count: io.inputCount(.client)))
@@ -167,6 +176,14 @@ public struct ExchangeMachine {
         io.perform(.log(.debug, .request(method: request.method, path: request.path, route: route.name)))
         if route.config.diagnostic {
             startDiagnostic(exchange, request, io)
+            return
+        }
+        if let share = route.config.share, !draining, SharedJoin.qualifies(request, plan: plan) {
+            exchange.request = .complete
+            state = .sharing(exchange)
+            disarm(io)
+            io.perform(.joinSharedStream(SharedJoin(key: ShareKey(route: route, upstreamHead: plan.upstreamHead, settings: share),
+                                                    request: request)))
             return
         }
         guard openUpstream(exchange, head: plan.upstreamHead.serialized(), pooled: true, io) else { return }
@@ -247,7 +264,7 @@ public struct ExchangeMachine {
             if timer == .drain { rearmHeartbeat(exchange, io) }
         case .tunneling(_, let tunnel):
             tunnelDrained(.client, tunnel, io)
-        case .answering, .awaitingRequest, .closed:
+        case .answering, .sharing, .awaitingRequest, .closed:
             break
         }
     }
@@ -291,7 +308,7 @@ public struct ExchangeMachine {
             if case .exchanging(let current) = state, current === exchange, case .streaming = exchange.response {
                 forwardResponseBody(exchange, io)
             }
-        case .answering, .awaitingRequest, .closing, .closed:
+        case .answering, .sharing, .awaitingRequest, .closing, .closed:
             preconditionFailure("upstream input without an upstream")
         }
     }
@@ -364,7 +381,7 @@ public struct ExchangeMachine {
         case .exchanging(let exchange):
             // The upstream took the request body so far: read more of it from the client.
             if case .sendingBody = exchange.request { io.perform(.setReading(.client, true)) }
-        case .answering, .awaitingRequest, .closing, .closed:
+        case .answering, .sharing, .awaitingRequest, .closing, .closed:
             break
         }
     }
@@ -684,6 +701,121 @@ public struct ExchangeMachine {
         closeAfterFlush(io)
     }
 
+    // MARK: Shared stream (client side)
+
+    /// The shared stream this client joined is live: its head as this client
+    /// gets it, then `opening` (preamble and replayed events), then whole events.
+    public mutating func sharedStreamOpened(head: ResponseHead, opening: [UInt8], replayed: Int, unknownID: Bool,
+                                            preambleSetsRetry: Bool, _ io: some ExchangeIO) {
+        guard case .sharing(let exchange) = state, case .awaitingHead = exchange.response else { return }
+        let plan: ResponsePlan
+        do {
+            // Heartbeats come from the shared stream's clock, not from one per client.
+            plan = try ResponsePlan.make(response: head, request: exchange.requestLine, clientKeepAlive: false,
+                                         heartbeatInterval: nil)
+        } catch {
+            respondWithError(status: 502, message: "upstream \(exchange.startRoute.upstream) sent a malformed response",
+                             ending: .error, io)
+            return
+        }
+        exchange.status = Int32(head.status)
+        var stream = ResponseStream(plan: plan, lastWriteAt: io.now())
+        stream.opened = true
+        send(HeaderPolicy.clientResponse(head, plan: plan).serialized(), exchange, io)
+        io.perform(.count(.streamOpened(route: exchange.routeName)))
+        io.perform(.count(.sharedClients(route: exchange.routeName, delta: 1)))
+        io.perform(.log(.debug, .sharedJoined(route: exchange.routeName, replayed: replayed)))
+        if unknownID { io.perform(.log(.debug, .lastEventIDUnknown(route: exchange.routeName))) }
+        if replayed > 0 { io.perform(.count(.eventsReplayed(route: exchange.routeName, count: replayed))) }
+        let route = exchange.route.config
+        var wrote = false
+        if let retry = route.retry, !preambleSetsRetry {
+            writeOwn(Self.retryHint(retry, io), &stream, exchange, io)
+            wrote = true
+        }
+        if !opening.isEmpty {
+            writePayload(opening, stream, exchange, io)
+            wrote = true
+        }
+        if !wrote, route.heartbeat.onOpen, let heartbeat = exchange.route.heartbeat {
+            writePayload(heartbeat.bytes(.boundary, paddedTo: route.heartbeat.padding), stream, exchange, io)
+            exchange.heartbeats += 1
+            io.perform(.count(.heartbeat(route: exchange.routeName)))
+        }
+        let now = io.now()
+        if let limit = route.maxStreamDuration {
+            stream.scheduleEnd(at: now + limit.drawn { io.random(below: $0) }.milliseconds, reason: .maxDuration)
+        }
+        if draining { stream.scheduleEnd(at: now + io.random(below: config.shutdownGrace.milliseconds + 1), reason: .shutdown) }
+        exchange.response = .streaming(stream)
+        armStreamClock(stream, exchange, justWrote: true, io)
+        io.perform(.flush(.client))
+    }
+
+    /// A piece of the shared stream (whole events, comment lines, heartbeats).
+    /// A client that cannot take it within `limits.stream_buffer` is dropped:
+    /// what it has queued ends at an event boundary, and nobody waits for it.
+    public mutating func sharedPiece(_ piece: SharedStream.Piece, _ io: some ExchangeIO) {
+        guard case .sharing(let exchange) = state, case .streaming(var stream) = exchange.response else { return }
+        if stream.skipsToBoundary {
+            guard piece.atBoundary else { return }
+            stream.skipsToBoundary = false
+            exchange.response = .streaming(stream)
+        }
+        let queued = io.outputCount(.client)
+        if queued + piece.bytes.count > config.streamBuffer {
+            io.perform(.log(.debug, .sharedClientDropped(route: exchange.routeName, queued: queued)))
+            io.perform(.count(.sharedClientDropped(route: exchange.routeName)))
+            if stream.chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
+            endExchange(.fellBehind, io)
+            io.perform(.flush(.client))
+            close(io)
+            return
+        }
+        writePayload(piece.bytes, stream, exchange, io)
+        io.perform(.flush(.client))
+    }
+
+    /// The shared stream joined mid-way through an event too large to hold: skip to the next boundary.
+    public mutating func sharedJoinedMidEvent(_ io: some ExchangeIO) {
+        guard case .sharing(let exchange) = state, case .streaming(var stream) = exchange.response else { return }
+        stream.skipsToBoundary = true
+        exchange.response = .streaming(stream)
+    }
+
+    /// The upstream stream ended: this client's stream ends at the same event.
+    public mutating func sharedStreamEnded(_ io: some ExchangeIO) {
+        guard case .sharing(let exchange) = state else { return }
+        guard case .streaming(let stream) = exchange.response else {
+            respondWithError(status: 502, message: "upstream \(exchange.startRoute.upstream) closed the connection without a response",
+                             ending: .upstreamClosed, io)
+            return
+        }
+        if stream.chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
+        endExchange(.complete, io)
+        closeAfterFlush(io)
+    }
+
+    /// The upstream did not answer with an event stream (an error page, a
+    /// redirect): every waiting client gets that response as it is, or a 502
+    /// (nil) when it was too large to hold.
+    public mutating func sharedStreamAnswered(_ response: [UInt8]?, _ io: some ExchangeIO) {
+        guard case .sharing(let exchange) = state, case .awaitingHead = exchange.response else { return }
+        guard let response else {
+            respondWithError(status: 502, message: "upstream \(exchange.startRoute.upstream) sent a response too large to share",
+                             ending: .error, io)
+            return
+        }
+        let status = response.withUnsafeBytes { bytes -> Int in
+            if case .complete(let head, _) = HeadParser.parseResponse(bytes, maxHeaderBytes: bytes.count) { return head.status }
+            return 502
+        }
+        exchange.status = Int32(status)
+        send(response, exchange, io)
+        endExchange(.complete, io)
+        closeAfterFlush(io)
+    }
+
     // MARK: Diagnostic stream
 
     /// A `diagnostic: true` route: answered here, never forwarded (DiagnosticScript).
@@ -759,7 +891,7 @@ public struct ExchangeMachine {
         switch state {
         case .awaitingRequest:
             if io.inputCount(.client) == 0 { close(io) }
-        case .exchanging(let exchange):
+        case .exchanging(let exchange), .sharing(let exchange):
             guard case .streaming(var stream) = exchange.response, stream.opened, stream.tracksEvents else { return }
             stream.scheduleEnd(at: io.now() + io.random(below: config.shutdownGrace.milliseconds + 1), reason: .shutdown)
             exchange.response = .streaming(stream)
@@ -772,7 +904,7 @@ public struct ExchangeMachine {
     /// The shutdown grace is over: event streams end cleanly, anything else is cut.
     public mutating func shutdownGraceOver(_ io: some ExchangeIO) {
         switch state {
-        case .exchanging(let exchange):
+        case .exchanging(let exchange), .sharing(let exchange):
             guard case .streaming(let stream) = exchange.response, stream.isEventStream else {
                 abort(.error, io)
                 return
@@ -878,8 +1010,10 @@ public struct ExchangeMachine {
             guard case .exchanging(let exchange) = state else { preconditionFailure("heartbeat clock without an exchange") }
             sendHeartbeat(exchange, io)
         case .streamEnd:
-            guard case .exchanging(let exchange) = state else { preconditionFailure("stream end clock without an exchange") }
-            streamEndTime(exchange, io)
+            switch state {
+            case .exchanging(let exchange), .sharing(let exchange): streamEndTime(exchange, io)
+            default: preconditionFailure("stream end clock without an exchange")
+            }
 
         case .diagnostic:
             advanceDiagnostic(io)
@@ -917,7 +1051,7 @@ public struct ExchangeMachine {
 
     private var hasExchange: Bool {
         switch state {
-        case .exchanging, .tunneling, .answering: return true
+        case .exchanging, .tunneling, .answering, .sharing: return true
         case .awaitingRequest, .closing, .closed: return false
         }
     }
@@ -931,6 +1065,10 @@ public struct ExchangeMachine {
         case .answering(let current, _):
             exchange = current
             io.diagnosticEnded()
+        case .sharing(let current):
+            exchange = current
+            io.perform(.leaveSharedStream)
+            if case .streaming = current.response { io.perform(.count(.sharedClients(route: current.routeName, delta: -1))) }
         case .awaitingRequest, .closing, .closed: return
         }
         state = .closing
@@ -959,6 +1097,15 @@ public struct ExchangeMachine {
         case .exchanging(let exchange):
             if case .streaming = exchange.response {
                 // The head is already out: all we can do is cut the stream.
+                abort(ending, io)
+                return
+            }
+            let page = ErrorPage.response(status: status, message: message)
+            exchange.status = Int32(status)
+            send(page, exchange, io)
+            endExchange(ending, io)
+        case .sharing(let exchange):
+            if case .streaming = exchange.response {
                 abort(ending, io)
                 return
             }

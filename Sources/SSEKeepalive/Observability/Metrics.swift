@@ -71,6 +71,14 @@ public struct MetricsSnapshot: Equatable, Sendable {
     public var clientDisconnects: [ClientDisconnectKind: Int] = [:]
     /// route -> request header fields not forwarded because their name has `_`.
     public var requestHeadersDropped: [String: Int] = [:]
+    /// route -> upstream streams shared by clients (gauge).
+    public var sharedUpstreams: [String: Int] = [:]
+    /// route -> clients on shared streams (gauge; they are open event streams too).
+    public var sharedClients: [String: Int] = [:]
+    /// route -> events sent from a shared stream's replay buffer.
+    public var replayedEvents: [String: Int] = [:]
+    /// route -> shared-stream clients dropped for falling `limits.stream_buffer` behind.
+    public var sharedClientsDropped: [String: Int] = [:]
     /// Client connections open now (gauge).
     public var connectionsOpen: Int = 0
     public var connectionsAccepted: Int = 0
@@ -118,6 +126,10 @@ public struct MetricsSnapshot: Equatable, Sendable {
         for (k, v) in other.upstreamErrors { upstreamErrors[k, default: 0] += v }
         for (k, v) in other.clientDisconnects { clientDisconnects[k, default: 0] += v }
         for (k, v) in other.requestHeadersDropped { requestHeadersDropped[k, default: 0] += v }
+        for (k, v) in other.sharedUpstreams { sharedUpstreams[k, default: 0] += v }
+        for (k, v) in other.sharedClients { sharedClients[k, default: 0] += v }
+        for (k, v) in other.replayedEvents { replayedEvents[k, default: 0] += v }
+        for (k, v) in other.sharedClientsDropped { sharedClientsDropped[k, default: 0] += v }
         connectionsOpen += other.connectionsOpen
         connectionsAccepted += other.connectionsAccepted
         for (k, v) in other.acceptedByWorker { acceptedByWorker[k, default: 0] += v }
@@ -188,6 +200,21 @@ public struct MetricsSnapshot: Equatable, Sendable {
                    "Request header fields not forwarded because their name contains an underscore, by route.")
         for (route, v) in requestHeadersDropped.sorted(by: { $0.key < $1.key }) {
             out.sample("sse_keepalive_request_headers_dropped_total", [("route", route)], v)
+        }
+
+        // A route with sharing shows all four once its first stream opened.
+        let sharedRoutes = Set(sharedUpstreams.keys).union(sharedClients.keys).sorted()
+        let sharedFamilies: [(String, PrometheusWriter.MetricType, String, [String: Int])] = [
+            ("sse_keepalive_shared_upstreams", .gauge, "Upstream event streams shared by clients, by route.", sharedUpstreams),
+            ("sse_keepalive_shared_clients", .gauge, "Clients on shared event streams, by route.", sharedClients),
+            ("sse_keepalive_replayed_events_total", .counter,
+             "Events sent to joining clients from a shared stream's replay buffer, by route.", replayedEvents),
+            ("sse_keepalive_shared_clients_dropped_total", .counter,
+             "Shared-stream clients dropped for falling limits.stream_buffer behind, by route.", sharedClientsDropped),
+        ]
+        for (name, kind, help, values) in sharedFamilies {
+            out.family(name, kind, help)
+            for route in sharedRoutes { out.sample(name, [("route", route)], values[route] ?? 0) }
         }
 
         out.family("sse_keepalive_connections_open", .gauge, "Client connections currently open.")

@@ -126,6 +126,20 @@ final class Channel {
         return output.count + Int(queued)
     }
 
+    /// Stops reporting to this loop (on its thread); `attach(to:)` resumes on another.
+    func detachFromLoop() {
+        guard !isClosed else { return }
+        event_del(event)
+        interest = 0
+    }
+
+    /// Reports to the loop of `base` from now on (on that loop's thread).
+    func attach(to base: OpaquePointer) {
+        guard !isClosed else { return }
+        event_assign(event, base, fd, 0, channelCallback, nil)
+        updateInterest()
+    }
+
     /// Half-close: the peer reads EOF after what was written.
     func shutdownWrite() {
         guard !isClosed else { return }

@@ -9,7 +9,8 @@ import Logging
 /// only feeds the machine what the sockets and the timer report and carries
 /// out the actions it returns; every `if` here is about an I/O result.
 final class Connection {
-    private unowned let worker: Worker
+    /// Changes once at most: a client joining a shared stream moves to the worker that owns it.
+    private unowned var worker: Worker
     /// "<worker>.<n>", for logs.
     let id: String
     let peer: PeerAddress
@@ -18,6 +19,11 @@ final class Connection {
     private var upstream: Channel?
     private let timer: OpaquePointer
     private var machine: ExchangeMachine
+    /// A join the machine asked for, carried out once its call has returned.
+    private var pendingJoin: SharedJoin?
+    /// The shared stream this client joined or waits for, and its place in the stream's client list.
+    private var sharedStream: SharedUpstream?
+    var sharedSlot: Int?
 
     private var logger: Logger { worker.logger }
 
@@ -67,9 +73,60 @@ final class Connection {
         flushQueued()
     }
 
+    // MARK: Shared streams
+
+    /// Joined `stream` (on this worker, the key's owner).
+    func joined(_ stream: SharedUpstream) { sharedStream = stream }
+
+    func sharedStreamOpened(head: ResponseHead, opening: [UInt8], replayed: Int, unknownID: Bool,
+                            preambleSetsRetry: Bool, midEvent: Bool) {
+        machine.sharedStreamOpened(head: head, opening: opening, replayed: replayed, unknownID: unknownID,
+                                   preambleSetsRetry: preambleSetsRetry, self)
+        if midEvent { machine.sharedJoinedMidEvent(self) }
+        flushQueued()
+    }
+
+    func sharedPiece(_ piece: SharedStream.Piece) {
+        machine.sharedPiece(piece, self)
+        flushQueued()
+    }
+
+    func sharedStreamEnded() {
+        sharedStream = nil
+        machine.sharedStreamEnded(self)
+        flushQueued()
+    }
+
+    func sharedStreamAnswered(_ response: [UInt8]?) {
+        sharedStream = nil
+        machine.sharedStreamAnswered(response, self)
+        flushQueued()
+    }
+
+    /// Leaves this worker's loop (on this worker's thread): the client socket and
+    /// the timer stop reporting here. Nothing is pending on them while the join is in flight.
+    func detachFromWorker() {
+        client.detachFromLoop()
+        event_del(timer)
+    }
+
+    /// Joins `worker`'s loop (on that worker's thread).
+    func attach(to worker: Worker) {
+        self.worker = worker
+        client.attach(to: worker.base)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        event_assign(timer, worker.base, -1, 0, timerCallback, context)
+    }
+
     /// Writes what this loop turn queued on either side. A flush that empties an
     /// output gets no drain report later, so it is reported here.
     private func flushQueued() {
+        if let join = pendingJoin {
+            // Outside the machine's call: the join may answer at once, or move this connection to another worker.
+            pendingJoin = nil
+            worker.joinShared(self, join)
+            return
+        }
         if isClosed { return }
         client.flush()
         upstream?.flush()
@@ -203,6 +260,11 @@ extension Connection: ExchangeIO {
             logger.log(level: level.swiftLogLevel, "conn \(id): \(event.message(peer: "\(peer)", describe: SocketErrors.describe))")
         case .count(let metric):
             metric.apply(to: &worker.metrics)
+        case .joinSharedStream(let join):
+            pendingJoin = join
+        case .leaveSharedStream:
+            sharedStream?.leave(self)
+            sharedStream = nil
         case .accessLog(var entry):
             entry.client = "\(peer)"
             entry.log(to: logger, format: worker.settings.config.logFormat)

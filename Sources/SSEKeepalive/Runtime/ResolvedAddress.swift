@@ -243,3 +243,12 @@ enum MonotonicClock {
         return now.tv_sec * 1000 + now.tv_nsec / 1_000_000
     }
 }
+
+/// Wall-clock milliseconds since 1970 (unique tags across restarts, never for intervals).
+enum WallClock {
+    static func milliseconds() -> Int {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+    }
+}

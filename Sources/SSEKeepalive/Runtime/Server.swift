@@ -81,6 +81,7 @@ public final class Server: @unchecked Sendable {
                 self.workerStopped()
             })
         }
+        for worker in workers { worker.shareOwners = workers }
         // Watching before "listening on": a change right after start is not missed.
         try updateWatcher()
         try listen(on: config.listen)

@@ -21,6 +21,8 @@ final class Worker: @unchecked Sendable {
         /// The shutdown grace is over: end event streams and cut what is left.
         case endStreams
         case snapshot(MetricsReply)
+        /// A client (detached from its accepting worker) joins a shared stream this worker owns.
+        case joinShared(Connection, SharedJoin)
     }
 
     let index: Int
@@ -43,6 +45,13 @@ final class Worker: @unchecked Sendable {
     func diagnosticEnded() { diagnosticLimiter?.finished() }
     /// Routes already warned about a compressed event stream (docs/behaviour.md, "Event streams": once per route, across workers).
     let compressedStreamWarnings: WarnOnce
+
+    /// Every worker of the process, by index: a share key's stream lives on
+    /// `shareOwners[hash(key) % count]`, so there is one per process, not per worker.
+    var shareOwners: [Worker] = []
+    /// The shared streams this worker owns.
+    private var sharedStreams: [ShareKey: SharedUpstream] = [:]
+    private var sharedStreamCount = 0
 
     private var listeners: [SocketAddressSpec: OpaquePointer] = [:]
     private var connections: [ObjectIdentifier: Connection] = [:]
@@ -167,23 +176,71 @@ final class Worker: @unchecked Sendable {
             settings = newSettings
             logger.logLevel = level
             for connection in connections.values { connection.settingsChanged() }
+            for stream in sharedStreams.values { stream.settingsChanged(newSettings.table) }
         case .drain:
             draining = true
             upstreamPool.closeAll()
             for listener in listeners.values { evconnlistener_free(listener) }
             listeners.removeAll()
             for connection in Array(connections.values) { connection.drainStarted() }
+            for stream in Array(sharedStreams.values) where !stream.hasClients { stream.closeForDrain() }
             stopIfDrained()
         case .endStreams:
             for connection in Array(connections.values) { connection.endForShutdown() }
             stopIfDrained()
         case .snapshot(let reply):
             reply.deliver(snapshot(), from: index)
+        case .joinShared(let connection, let join):
+            connections[ObjectIdentifier(connection)] = connection
+            connection.attach(to: self)
+            joinLocally(connection, join)
         }
     }
 
+    // MARK: Shared streams
+
+    /// A client asks for the shared stream of `join.key`: joined here when this
+    /// worker owns the key, else handed to the owner (once per join: nothing
+    /// crosses threads per event).
+    func joinShared(_ connection: Connection, _ join: SharedJoin) {
+        let owner = shareOwners.isEmpty ? self
+            : shareOwners[Int(UInt(bitPattern: join.key.hashValue) % UInt(shareOwners.count))]
+        guard owner !== self else {
+            joinLocally(connection, join)
+            return
+        }
+        connection.detachFromWorker()
+        connections.removeValue(forKey: ObjectIdentifier(connection))
+        owner.send(.joinShared(connection, join))
+        stopIfDrained()
+    }
+
+    private func joinLocally(_ connection: Connection, _ join: SharedJoin) {
+        if let stream = sharedStreams[join.key], !stream.isFinished {
+            connection.joined(stream)
+            stream.add(connection, lastEventID: join.lastEventID)
+            return
+        }
+        sharedStreamCount += 1
+        let tag = "\(String(WallClock.milliseconds(), radix: 36))\(index)x\(sharedStreamCount)"
+        guard let stream = SharedUpstream(worker: self, key: join.key, join: join, table: settings.table, tag: tag) else {
+            connection.sharedStreamAnswered(nil)
+            return
+        }
+        sharedStreams[join.key] = stream
+        connection.joined(stream)
+        stream.add(connection, lastEventID: join.lastEventID)
+        stream.start()
+    }
+
+    /// The stream's upstream exchange is over: the next join opens a new one.
+    func sharedStreamFinished(_ stream: SharedUpstream) {
+        if sharedStreams[stream.key] === stream { sharedStreams.removeValue(forKey: stream.key) }
+        stopIfDrained()
+    }
+
     private func stopIfDrained() {
-        guard draining, connections.isEmpty, !stopped else { return }
+        guard draining, connections.isEmpty, sharedStreams.isEmpty, !stopped else { return }
         if let poolSweepEvent { event_del(poolSweepEvent) }
         stopped = true
         event_base_loopbreak(base)
