@@ -22,7 +22,7 @@ final class LogFormatAccessLogTests: XCTestCase {
     func testEndings() {
         let expected: [AccessLogEntry.Ending: String] = [
             .complete: "complete", .clientClosed: "client_closed", .upstreamClosed: "upstream_closed", .error: "error", .timeout: "timeout",
-            .shutdown: "shutdown", .maxDuration: "max_duration",
+            .shutdown: "shutdown", .maxDuration: "max_duration", .fellBehind: "fell_behind",
         ]
         for ending in AccessLogEntry.Ending.allCases {
             var e = entry

@@ -6,7 +6,9 @@ final class MetricsExpositionTests: XCTestCase {
         "sse_keepalive_streams_open", "sse_keepalive_heartbeats_total", "sse_keepalive_heartbeats_deferred_total",
         "sse_keepalive_streams_ended_total", "sse_keepalive_bytes_forwarded_total",
         "sse_keepalive_requests_total", "sse_keepalive_upstream_errors_total", "sse_keepalive_client_disconnects_total",
-        "sse_keepalive_request_headers_dropped_total", "sse_keepalive_connections_open", "sse_keepalive_connections_accepted_total",
+        "sse_keepalive_request_headers_dropped_total",
+        "sse_keepalive_shared_upstreams", "sse_keepalive_shared_clients", "sse_keepalive_replayed_events_total",
+        "sse_keepalive_shared_clients_dropped_total", "sse_keepalive_connections_open", "sse_keepalive_connections_accepted_total",
         "sse_keepalive_worker_connections_accepted_total", "sse_keepalive_workers", "sse_keepalive_draining",
     ]
 
@@ -66,6 +68,14 @@ final class MetricsExpositionTests: XCTestCase {
             # HELP sse_keepalive_request_headers_dropped_total Request header fields not forwarded because their name contains an underscore, by route.
             # TYPE sse_keepalive_request_headers_dropped_total counter
             sse_keepalive_request_headers_dropped_total{route="/events"} 3
+            # HELP sse_keepalive_shared_upstreams Upstream event streams shared by clients, by route.
+            # TYPE sse_keepalive_shared_upstreams gauge
+            # HELP sse_keepalive_shared_clients Clients on shared event streams, by route.
+            # TYPE sse_keepalive_shared_clients gauge
+            # HELP sse_keepalive_replayed_events_total Events sent to joining clients from a shared stream's replay buffer, by route.
+            # TYPE sse_keepalive_replayed_events_total counter
+            # HELP sse_keepalive_shared_clients_dropped_total Shared-stream clients dropped for falling limits.stream_buffer behind, by route.
+            # TYPE sse_keepalive_shared_clients_dropped_total counter
             # HELP sse_keepalive_connections_open Client connections currently open.
             # TYPE sse_keepalive_connections_open gauge
             sse_keepalive_connections_open 3
@@ -131,6 +141,22 @@ final class MetricsExpositionTests: XCTestCase {
         XCTAssertEqual(parsed.value("sse_keepalive_connections_accepted_total"), 7)
         XCTAssertEqual(parsed.value("sse_keepalive_workers"), 2)
         XCTAssertEqual(parsed.value("sse_keepalive_draining"), 0)
+    }
+
+    func testSharedStreamFamiliesShowEveryRouteThatShares() throws {
+        var m = MetricsSnapshot()
+        ExchangeMetric.sharedUpstreams(route: "/feed", delta: 1).apply(to: &m)
+        ExchangeMetric.sharedClients(route: "/feed", delta: 3).apply(to: &m)
+        ExchangeMetric.eventsReplayed(route: "/feed", count: 5).apply(to: &m)
+        var other = MetricsSnapshot()
+        ExchangeMetric.sharedClients(route: "/feed", delta: 2).apply(to: &other)
+        ExchangeMetric.sharedClientDropped(route: "/feed").apply(to: &other)
+        m.add(other)
+        let parsed = try ParsedExposition(m.prometheusText(workers: 2, draining: false))
+        XCTAssertEqual(parsed.value("sse_keepalive_shared_upstreams", ["route": "/feed"]), 1)
+        XCTAssertEqual(parsed.value("sse_keepalive_shared_clients", ["route": "/feed"]), 5)
+        XCTAssertEqual(parsed.value("sse_keepalive_replayed_events_total", ["route": "/feed"]), 5)
+        XCTAssertEqual(parsed.value("sse_keepalive_shared_clients_dropped_total", ["route": "/feed"]), 1)
     }
 
     func testLabelEscapingRoundTrips() throws {

@@ -151,6 +151,11 @@ public final class SharedStream {
             let cut = scan.take(bytes[i])
             i += 1
             guard cut == .blockEnded || (cut == .commentLineEnded && scan.onlyComments) else { continue }
+            if scan.afterCR, i < bytes.endIndex, bytes[i] == 0x0A {
+                // The LF of a CRLF goes with its line when it came in the same read.
+                _ = scan.take(bytes[i])
+                i += 1
+            }
             // pending + bytes[start..<i] is a whole block or a run of comment lines.
             pending.append(contentsOf: bytes[start..<i])
             start = i
@@ -266,7 +271,7 @@ struct BlockScan {
     private(set) var onlyComments = true
     private(set) var blockEnded = false
     private var atLineStart = true
-    private var afterCR = false
+    private(set) var afterCR = false
     private var lineIsComment = false
     /// The field name so far (only `data` and `id` matter: 4 bytes suffice), or the `id` value.
     private var name: [UInt8] = []

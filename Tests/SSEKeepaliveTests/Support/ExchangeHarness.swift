@@ -187,6 +187,36 @@ final class ExchangeHarness: ExchangeIO {
         afterEntry()
     }
 
+    // Shared streams: what `SharedUpstream` hands a client (Connection's shared entry points).
+
+    func sharedStreamOpened(head: String, opening: String = "", replayed: Int = 0, unknownID: Bool = false,
+                            preambleSetsRetry: Bool = false) {
+        guard !closed, case .complete(let parsed, _) = Array(head.utf8).withUnsafeBytes({
+            HeadParser.parseResponse($0, maxHeaderBytes: 65536)
+        }) else { return fail("an unreadable shared head") }
+        machine.sharedStreamOpened(head: parsed, opening: Array(opening.utf8), replayed: replayed, unknownID: unknownID,
+                                   preambleSetsRetry: preambleSetsRetry, self)
+        afterEntry()
+    }
+
+    func sharedPiece(_ text: String, atBoundary: Bool = true) {
+        guard !closed else { return }
+        machine.sharedPiece(SharedStream.Piece(bytes: Array(text.utf8), atBoundary: atBoundary), self)
+        afterEntry()
+    }
+
+    func sharedStreamEnded() {
+        guard !closed else { return }
+        machine.sharedStreamEnded(self)
+        afterEntry()
+    }
+
+    func sharedStreamAnswered(_ response: String?) {
+        guard !closed else { return }
+        machine.sharedStreamAnswered(response.map { Array($0.utf8) }, self)
+        afterEntry()
+    }
+
     func drain() {
         guard !closed else { return }
         machine.drainStarted(self)
@@ -294,6 +324,10 @@ final class ExchangeHarness: ExchangeIO {
         return .connecting
     }
 
+    /// Shared-stream joins the machine asked for, and leaves (at most one each per connection).
+    var sharedJoins: [SharedJoin] = []
+    var sharedLeaves = 0
+
     func perform(_ action: ExchangeAction) {
         actions.append(action)
         if closed { fail("\(action) after close") }
@@ -355,6 +389,12 @@ final class ExchangeHarness: ExchangeIO {
             metric.apply(to: &metrics)
         case .accessLog(let summary):
             accessLog.append(summary)
+        case .joinSharedStream(let join):
+            if !sharedJoins.isEmpty { fail("a second shared-stream join") }
+            sharedJoins.append(join)
+        case .leaveSharedStream:
+            if sharedJoins.isEmpty || sharedLeaves > 0 { fail("a shared-stream leave without one join") }
+            sharedLeaves += 1
         case .close:
             closed = true
             upstream = .none
