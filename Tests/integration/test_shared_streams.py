@@ -414,11 +414,9 @@ def test_a_stalled_client_among_100_is_dropped_the_others_get_everything(upstrea
             assert wait_until(lambda: metric(admin, "sse_keepalive_shared_clients", "/feed") == 100, 5), scrape(admin).text
             rss_before = rss_kib(proxy.proc.pid)
             g.set()
-            t_go = time.monotonic()
             assert fan.wait(lambda c: c.complete, 30, readers), \
                 f"{sum(1 for c in readers if not c.complete)} of 99 readers did not get the whole stream"
             rss_after = rss_kib(proxy.proc.pid)
-            print("TIMING upstream done", done.get("t", 0) - t_go, "readers done", time.monotonic() - t_go, "cpu", open(f"/proc/{proxy.proc.pid}/stat").read().rsplit(")",1)[1].split()[11:13])
             log = proxy.log_text()[-3000:]
             assert "t" in done, f"the upstream did not get to send everything: {upstream.errors}\n{log}"
             for c in readers:
@@ -428,17 +426,19 @@ def test_a_stalled_client_among_100_is_dropped_the_others_get_everything(upstrea
             assert proxy.wait_for_log(r"dropped from .*shared stream.*/feed: \d+ bytes queued for it", 3), proxy.log_text()[-2000:]
             # A queue without a bound would hold the whole 5 MiB stream for the stalled client.
             assert rss_after - rss_before < 64 * 1024, f"RSS grew {rss_after - rss_before} KiB"
-            # The stalled client now reads what it was given: whole events, a prefix of the stream, then the end.
+            # The stalled client now reads what it was given: a prefix of the stream, then the end (the
+            # proxy cannot finish an event for a client that reads nothing, so the cut may be mid-event).
             stalled.sock.setblocking(True)
             stalled.sock.settimeout(5)
-            while True:
+            for _ in range(10000):  # bounded: the stream is 5 MiB
                 data = stalled.sock.recv(1 << 16)
                 if not data:
+                    stalled.on_eof()
                     break
                 stalled.feed(data)
             got = stalled.payload()
-            assert expected.startswith(got) and got.endswith(b"\n\n") and len(got) < len(expected), \
-                (len(got), got[-60:])
+            assert expected.startswith(got) and len(got) < len(expected), (len(got), got[-60:])
+            assert stalled.eof_at is not None
     finally:
         g.set()
 
@@ -519,7 +519,8 @@ def test_upstream_end_ends_every_client_at_the_same_event(upstream, start_proxy)
 
 
 def test_a_non_stream_answer_goes_to_every_waiting_client(upstream, start_proxy):
-    upstream.route("/feed", [up.sleep(0.8)] + up.response(503, [("Content-Type", "text/plain")], b"busy\n"))
+    answers = [[up.sleep(0.8)] + up.response(503, [("Content-Type", "text/plain")], b"busy\n"), ticking()]
+    upstream.route("/feed", lambda req: answers.pop(0) if len(answers) > 1 else answers[0])
     proxy = start_proxy(config(upstream.config_addr, [{"path": "/feed", "share": True}]))
     with Fanout(proxy.addr, "/feed", 3) as fan:
         assert fan.wait(lambda c: c.eof_at is not None, 6), [c.raw for c in fan.clients]
@@ -527,7 +528,6 @@ def test_a_non_stream_answer_goes_to_every_waiting_client(upstream, start_proxy)
             assert c.status == 503 and bytes(c.body) == b"busy\n", c.raw
             assert "close" in (c.get("connection") or "").lower(), c.head
     assert len(upstream.requests_for("/feed")) == 1
-    upstream.route("/feed", ticking())
     with Fanout(proxy.addr, "/feed", 1) as fan:
         assert fan.wait(lambda c: len(c.events()) >= 1, 5), fan.clients[0].raw
     assert len(upstream.requests_for("/feed")) == 2
