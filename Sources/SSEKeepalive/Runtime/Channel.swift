@@ -38,6 +38,8 @@ final class Channel {
     /// While connecting to one of a host name's addresses: which one (told how it went).
     private var connectingTo: (UpstreamCandidates, Int)?
     private(set) var isClosed = false
+    /// The peer's EOF was read: closing now sends no FIN of ours that it still waits for.
+    private(set) var peerClosed = false
 
     /// Largest single read; what a read takes is sized by FIONREAD, so chains fit the data.
     static let maxRead = 256 * 1024
@@ -92,10 +94,16 @@ final class Channel {
         if !isClosed { close() }
     }
 
-    /// Frees everything; no callback fires after this.
-    func close() {
+    /// Frees everything; no callback fires after this. `abortive` resets the
+    /// connection (SO_LINGER 0) instead of a FIN: no FIN/ACK exchange and no
+    /// TIME_WAIT socket left behind by the side that closes first.
+    func close(abortive: Bool = false) {
         guard !isClosed else { return }
         isClosed = true
+        if abortive {
+            var reset = linger(l_onoff: 1, l_linger: 0)
+            _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
+        }
         event_del(event)
         event_free(event)
         evbuffer_free(input.raw)
@@ -192,6 +200,7 @@ final class Channel {
             delegate.channelReadable(self)
         } else if n == 0 {
             reading = false
+            peerClosed = true
             updateInterest()
             delegate.channelClosed(self, error: 0)
         } else {

@@ -154,7 +154,10 @@ final class Connection {
         if let address {
             worker.upstreamPool.give(upstream, to: address)
         } else {
-            upstream.close()
+            // Dropped before the upstream closed its side (the client left mid-stream,
+            // a timeout, shutdown): reset it, as HAProxy does, instead of leaving a
+            // TIME_WAIT socket and a FIN exchange per stream.
+            upstream.close(abortive: !upstream.peerClosed)
         }
     }
 
