@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -23,8 +24,8 @@ from harness import upstream as up
 from harness.fanout import Fanout
 from harness.legacy_app import PREAMBLE as APP_PREAMBLE
 from harness.legacy_app import event_bytes, read_state
-from harness.ops import scrape, wait_admin, wait_until
-from harness.proxy import base_config, free_port, run_cli, to_yaml
+from harness.ops import scrape, sighup, wait_admin, wait_until
+from harness.proxy import Proxy, base_config, free_port, run_cli, to_yaml
 from harness.streams import open_stream
 
 pytestmark = pytest.mark.skipif(MODE == "direct", reason="sidecar feature")
@@ -531,6 +532,70 @@ def test_a_non_stream_answer_goes_to_every_waiting_client(upstream, start_proxy)
     with Fanout(proxy.addr, "/feed", 1) as fan:
         assert fan.wait(lambda c: len(c.events()) >= 1, 5), fan.clients[0].raw
     assert len(upstream.requests_for("/feed")) == 2
+
+
+def test_each_client_gets_the_routes_retry_hint_before_the_preamble(upstream, start_proxy):
+    upstream.route("/feed", [HEAD, up.send(up.chunk(b": welcome\n\n")), up.sleep(0.3), up.send(up.chunk(ev(1))), up.hang(30)])
+    proxy = start_proxy(config(upstream.config_addr, [{"path": "/feed", "share": True, "retry": {"base": "2s", "jitter": "1s"}}]))
+    with Fanout(proxy.addr, "/feed", 3) as fan:
+        assert fan.wait(lambda c: ev(1) in c.payload(), 5), [c.raw for c in fan.clients]
+        for c in fan.clients:
+            m = re.fullmatch(rb"retry: (\d+)\n\n: welcome\n\n" + re.escape(ev(1)), c.payload())
+            assert m and 2000 <= int(m.group(1)) <= 3000, c.payload()
+    assert len(upstream.requests_for("/feed")) == 1
+
+
+def test_reload_keeps_clients_and_changed_share_settings_open_a_new_stream(upstream, start_proxy):
+    upstream.route("/feed", ticking(n=200, every=0.05))
+    cfg = config(upstream.config_addr, [{"path": "/feed", "share": {"linger": "5s"}}])
+    proxy = start_proxy(cfg)
+    with Fanout(proxy.addr, "/feed", 1) as fan:
+        old = fan.clients[0]
+        assert fan.wait(lambda c: len(c.events()) >= 2, 5)
+        cfg["routes"] = [{"path": "/feed", "share": {"linger": "6s"}}]
+        assert sighup(proxy, cfg), proxy.log_text()[-1500:]
+        before = len(old.events())
+        new = fan.add("/feed", 1)[0]
+        assert fan.wait(lambda c: len(c.events()) >= 3, 5, [new]), new.raw
+        assert len(old.events()) > before and old.eof_at is None, "the open stream lost its client on reload"
+        assert len(upstream.requests_for("/feed")) == 2, "new share settings must not join the old stream"
+        same = fan.add("/feed", 1)[0]
+        assert fan.wait(lambda c: len(c.events()) >= 1, 5, [same])
+        assert len(upstream.requests_for("/feed")) == 2, "a join with the new settings reuses the new stream"
+        # Each client sees an unbroken run of events (byte-exact, no gaps) from where it joined.
+        for c in fan.clients:
+            got = [int(e.data.split()[1]) for e in c.events()]
+            assert got == list(range(got[0], got[0] + len(got))), got
+
+
+@pytest.mark.timeout(30)
+def test_sigterm_ends_each_shared_client_at_an_event_boundary(upstream, tmp_path):
+    # Events of two writes each: a stream is mid-event half of the time.
+    steps = [HEAD, up.send(up.chunk(PREAMBLE))]
+    for k in range(1, 400):
+        steps += [up.sleep(0.01), up.send(up.chunk(b"data: event %d\n" % k)), up.sleep(0.01), up.send(up.chunk(b"data: line two\n\n"))]
+    upstream.route("/feed", steps + [up.hang(30)])
+    proxy = Proxy(config(upstream.config_addr, [{"path": "/feed", "share": True}], shutdown={"grace": "2s"},
+                         log={"level": "debug", "access": True}), str(tmp_path))
+    try:
+        run_until_sigterm(proxy, upstream)
+    finally:
+        proxy.stop()
+
+
+def run_until_sigterm(proxy, upstream):
+    with Fanout(proxy.addr, "/feed", 6) as fan:
+        assert fan.wait(lambda c: len(c.events()) >= 2, 5)
+        proxy.proc.send_signal(signal.SIGTERM)
+        assert fan.wait(lambda c: c.eof_at is not None, 8), [bytes(c.body[-80:]) for c in fan.clients]
+        for c in fan.clients:
+            assert c.complete, f"no last chunk: {bytes(c.raw[-80:])!r}"
+            assert c.payload().endswith(b"data: line two\n\n"), c.payload()[-80:]
+            got = [int(e.data.split("\n")[0].split()[1]) for e in c.events()]
+            assert got == list(range(got[0], got[0] + len(got))), got
+    assert proxy.proc.wait(6) == 0
+    assert wait_until(lambda: proxy.log_text().count("end=shutdown") >= 6, 3), proxy.log_text()[-2000:]
+    assert wait_until(lambda: upstream.connections[0].closed_by_peer, 3), "upstream not closed"
 
 
 # --- metrics, heartbeats ---------------------------------------------------------
