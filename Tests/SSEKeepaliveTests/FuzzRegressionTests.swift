@@ -27,6 +27,7 @@ enum FuzzTarget: String, CaseIterable {
     case sseHeartbeat = "sse_heartbeat"
     case exchange
     case pathNormalise = "path_normalise"
+    case sharedStream = "shared_stream"
 
     /// Throws the first property that does not hold; a bug in the code under
     /// test may also trap (precondition, bounds, overflow).
@@ -37,6 +38,7 @@ enum FuzzTarget: String, CaseIterable {
         case .sseHeartbeat: try FuzzSSEHeartbeat.check(input)
         case .exchange: try FuzzExchange.check(input)
         case .pathNormalise: try FuzzPathNormalise.check(input)
+        case .sharedStream: try FuzzSharedStream.check(input)
         }
     }
 }
@@ -681,5 +683,6 @@ final class FuzzRegressionTests: XCTestCase {
     func testSSEHeartbeatCorpus() throws { try runCorpus(.sseHeartbeat) }
     func testExchangeCorpus() throws { try runCorpus(.exchange) }
     func testPathNormaliseCorpus() throws { try runCorpus(.pathNormalise) }
+    func testSharedStreamCorpus() throws { try runCorpus(.sharedStream) }
 }
 #endif

@@ -334,8 +334,38 @@ final class SharedClientMachineTests: XCTestCase {
         XCTAssertEqual(h.metrics.sharedClientsDropped["/feed"], 1)
         XCTAssertEqual(h.metrics.sharedClients["/feed"], 0)
         XCTAssertEqual(h.accessLog.last?.ending, .fellBehind)
-        XCTAssertTrue(h.clientOut.count <= 64 * 1024 + 16, "never more than the stream buffer queued")
+        XCTAssertTrue(h.clientOut.count <= 64 * 1024 + event.count + 16, "never more than the buffer and one piece queued")
         XCTAssertNil(h.violation)
+    }
+
+    func testAnEventLargerThanTheBufferStillReachesAClientThatKeepsUp() {
+        var c = config()
+        c.streamBuffer = 4096
+        let h = joined(c)
+        h.sharedStreamOpened(head: Self.upstreamHead)
+        h.sharedPiece("data: " + String(repeating: "z", count: 10_000) + "\n\n")
+        XCTAssertFalse(h.closed, "nothing was queued for it: it takes the piece")
+        XCTAssertTrue(h.clientText.contains(String(repeating: "z", count: 10_000)))
+    }
+
+    func testABOMStartingTheFirstPieceIsNotLeadingForTheJoiner() throws {
+        let h = joined(config())
+        h.sharedStreamOpened(head: Self.upstreamHead)
+        h.sharedPiece("\u{FEFF}data: x\n\n")
+        let body = try ClientWireReader.read(h.clientWire, tags: h.clientWireTags, methods: ["GET"]).first?.body ?? []
+        XCTAssertEqual(Array(body.prefix(4)), [0x0A, 0xEF, 0xBB, 0xBF], "an empty line first, as the others read it")
+        XCTAssertEqual(WHATWGEventParser.parse(body), [], "the BOM is part of a field name for every client")
+    }
+
+    func testEachClientCountsTheSharedHeartbeats() {
+        let h = joined(config())
+        h.sharedStreamOpened(head: Self.upstreamHead)
+        h.sharedPiece(":heartbeat\n\n")
+        XCTAssertEqual(h.metrics.heartbeats["/feed"], 0, "an upstream comment is not a heartbeat")
+        h.machine.sharedPiece(SharedStream.Piece(bytes: Array(":heartbeat\n\n".utf8), atBoundary: true, heartbeats: 1), h)
+        XCTAssertEqual(h.metrics.heartbeats["/feed"], 1)
+        h.clientCloses()
+        XCTAssertEqual(h.accessLog.last?.heartbeats, 1)
     }
 
     func testClientGoneLeavesTheStream() {

@@ -742,6 +742,7 @@ public struct ExchangeMachine {
             exchange.heartbeats += 1
             io.perform(.count(.heartbeat(route: exchange.routeName)))
         }
+        stream.sharedBodyStarted = wrote
         let now = io.now()
         if let limit = route.maxStreamDuration {
             stream.scheduleEnd(at: now + limit.drawn { io.random(below: $0) }.milliseconds, reason: .maxDuration)
@@ -762,8 +763,10 @@ public struct ExchangeMachine {
             stream.skipsToBoundary = false
             exchange.response = .streaming(stream)
         }
+        // Behind means more than `limits.stream_buffer` still queued from earlier pieces: the
+        // piece itself may be large (one read of the upstream, or one event larger than the buffer).
         let queued = io.outputCount(.client)
-        if queued + piece.bytes.count > config.streamBuffer {
+        if queued > config.streamBuffer {
             io.perform(.log(.debug, .sharedClientDropped(route: exchange.routeName, queued: queued)))
             io.perform(.count(.sharedClientDropped(route: exchange.routeName)))
             if stream.chunked { send(ChunkedEncoding.lastChunk, exchange, io) }
@@ -772,7 +775,18 @@ public struct ExchangeMachine {
             close(io)
             return
         }
+        if !stream.sharedBodyStarted {
+            stream.sharedBodyStarted = true
+            exchange.response = .streaming(stream)
+            // The others read a BOM here as part of a field name; as this client's first bytes it would be
+            // dropped by its parser. An empty line first (which dispatches nothing) keeps it as they read it.
+            if piece.bytes.starts(with: LeadingBOM.bytes) { writePayload([0x0A], stream, exchange, io) }
+        }
         writePayload(piece.bytes, stream, exchange, io)
+        if piece.heartbeats > 0 {
+            exchange.heartbeats += Int32(piece.heartbeats)
+            for _ in 0..<piece.heartbeats { io.perform(.count(.heartbeat(route: exchange.routeName))) }
+        }
         io.perform(.flush(.client))
     }
 

@@ -30,9 +30,12 @@ final class SharedUpstream {
     private var leftDuringBroadcast = false
     private(set) var isFinished = false
     private var counted = false
+    /// Heartbeats the machine wrote that have not gone out to the clients yet.
+    private var heartbeatsWritten = 0
 
     private var logger: Logger { worker.logger }
 
+    /// `table`: `SharedUpstreamTable.make` of the worker's settings.
     init?(worker: Worker, key: ShareKey, join: SharedJoin, table: RouteTable, tag: String) {
         guard let timer = event_new(worker.base, -1, 0, sharedTimerCallback, nil) else { return nil }
         guard let lingerTimer = event_new(worker.base, -1, 0, sharedLingerCallback, nil) else {
@@ -47,7 +50,7 @@ final class SharedUpstream {
         self.request = EvBuffer(requestRaw)
         self.received = EvBuffer(receivedRaw)
         self.stream = SharedStream(settings: key.settings, tag: tag, holdLimit: table.config.streamBuffer)
-        self.machine = ExchangeMachine(table: SharedUpstreamTable.make(from: table))
+        self.machine = ExchangeMachine(table: table)
         let context = Unmanaged.passUnretained(self).toOpaque()
         event_assign(timer, worker.base, -1, 0, sharedTimerCallback, context)
         event_assign(lingerTimer, worker.base, -1, 0, sharedLingerCallback, context)
@@ -123,7 +126,10 @@ final class SharedUpstream {
         }
     }
 
-    private func broadcast(_ piece: SharedStream.Piece) {
+    private func broadcast(_ produced: SharedStream.Piece) {
+        var piece = produced
+        piece.heartbeats = heartbeatsWritten
+        heartbeatsWritten = 0
         broadcasting = true
         for client in clients { client?.sharedPiece(piece) }
         broadcasting = false
@@ -145,9 +151,9 @@ final class SharedUpstream {
         io { machine in machine.abandon(self) }
     }
 
-    /// A reload: the upstream exchange takes the route's new heartbeat.
+    /// A reload: the upstream exchange takes the route's new heartbeat (`table` as in init).
     func settingsChanged(_ table: RouteTable) {
-        io { machine in machine.settingsChanged(SharedUpstreamTable.make(from: table), self) }
+        io { machine in machine.settingsChanged(table, self) }
     }
 
     // MARK: Driving the machine
@@ -299,6 +305,7 @@ extension SharedUpstream: ExchangeIO {
             logger.log(level: level.swiftLogLevel,
                        "shared stream of route \(key.route): \(event.message(peer: "the proxy", describe: SocketErrors.describe))")
         case .count(let metric):
+            if case .heartbeat = metric { heartbeatsWritten += 1 }
             if metric.countsForSharedUpstream { metric.apply(to: &worker.metrics) }
         case .accessLog, .joinSharedStream, .leaveSharedStream:
             // Its table has no access log and no sharing: the clients' exchanges log and share.

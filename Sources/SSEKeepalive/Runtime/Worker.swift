@@ -52,6 +52,16 @@ final class Worker: @unchecked Sendable {
     /// The shared streams this worker owns.
     private var sharedStreams: [ShareKey: SharedUpstream] = [:]
     private var sharedStreamCount = 0
+    private var sharedTableCache: (source: ObjectIdentifier, table: RouteTable)?
+
+    /// The settings of the proxy's own exchanges with shared upstreams, made once per (re)load.
+    private var sharedUpstreamTable: RouteTable {
+        let source = ObjectIdentifier(settings.table)
+        if let cached = sharedTableCache, cached.source == source { return cached.table }
+        let table = SharedUpstreamTable.make(from: settings.table)
+        sharedTableCache = (source, table)
+        return table
+    }
 
     private var listeners: [SocketAddressSpec: OpaquePointer] = [:]
     private var connections: [ObjectIdentifier: Connection] = [:]
@@ -176,7 +186,10 @@ final class Worker: @unchecked Sendable {
             settings = newSettings
             logger.logLevel = level
             for connection in connections.values { connection.settingsChanged() }
-            for stream in sharedStreams.values { stream.settingsChanged(newSettings.table) }
+            if !sharedStreams.isEmpty {
+                let table = sharedUpstreamTable
+                for stream in sharedStreams.values { stream.settingsChanged(table) }
+            }
         case .drain:
             draining = true
             upstreamPool.closeAll()
@@ -223,7 +236,7 @@ final class Worker: @unchecked Sendable {
         }
         sharedStreamCount += 1
         let tag = "\(String(WallClock.milliseconds(), radix: 36))\(index)x\(sharedStreamCount)"
-        guard let stream = SharedUpstream(worker: self, key: join.key, join: join, table: settings.table, tag: tag) else {
+        guard let stream = SharedUpstream(worker: self, key: join.key, join: join, table: sharedUpstreamTable, tag: tag) else {
             connection.sharedStreamAnswered(nil)
             return
         }

@@ -23,6 +23,14 @@ public final class SharedStream {
         /// Starts at an event boundary. False only for the rest of an event too large to hold
         /// (over the stream buffer): clients that joined during it skip it.
         public var atBoundary: Bool
+        /// The proxy's heartbeats in it (each client counts them as its own).
+        public var heartbeats = 0
+
+        public init(bytes: [UInt8], atBoundary: Bool, heartbeats: Int = 0) {
+            self.bytes = bytes
+            self.atBoundary = atBoundary
+            self.heartbeats = heartbeats
+        }
     }
 
     public let settings: ShareSettings

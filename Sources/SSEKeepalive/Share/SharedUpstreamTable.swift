@@ -19,10 +19,10 @@ enum SharedUpstreamTable {
 
 extension ExchangeMetric {
     /// What the proxy's own exchange with a shared upstream adds to the metrics:
-    /// upstream errors and heartbeats, not the client-side counts (its clients count those).
+    /// upstream errors, not the client-side counts (its clients count those, heartbeats included).
     var countsForSharedUpstream: Bool {
         switch self {
-        case .upstreamError, .heartbeat, .heartbeatDeferred, .requestHeadersDropped: return true
+        case .upstreamError, .heartbeatDeferred, .requestHeadersDropped: return true
         default: return false
         }
     }

@@ -1,0 +1,76 @@
+// The `shared_stream` fuzz target's properties (see FuzzRegressionTests.swift
+// for how the file serves both `swift test` and scripts/fuzz): an upstream
+// event stream, read in random pieces, through `SharedStream`, the cutter that
+// fans one stream out to many clients.
+
+#if !SSE_FUZZ
+@testable import SSEKeepalive
+#endif
+
+enum FuzzSharedStream {
+    static let head = Array("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n".utf8)
+
+    /// Input: flags byte (bit 0 `share.ids`, bit 1 a 64-byte hold limit, bit 2 replay of 4 events),
+    /// seed byte (read sizes), then the upstream's payload.
+    static func check(_ input: [UInt8]) throws(FuzzPropertyFailure) {
+        guard input.count >= 2 else { return }
+        let flags = input[0]
+        var rng = FuzzRNG(seed: UInt64(input[1]) &+ 1)
+        let payload = Array(input[2...].prefix(4096))
+        var settings = ShareSettings()
+        settings.ids = flags & 1 != 0
+        if flags & 4 != 0 { settings.replay = ReplayBound(events: 4, age: .seconds(60)) }
+        let holdLimit = flags & 2 != 0 ? 64 : 1 << 20
+        let stream = SharedStream(settings: settings, tag: "s", holdLimit: holdLimit)
+        var pieces: [SharedStream.Piece] = []
+        var opened = 0
+        var bytes = head + payload
+        var at = 0
+        while at < bytes.count {
+            let n = rng.segment(max: bytes.count - at)
+            bytes[at..<(at + n)].withUnsafeBytes { raw in
+                stream.consume(raw, now: 0, opened: { opened += 1 }, emit: { pieces.append($0) })
+            }
+            at += n
+        }
+        bytes = []
+        try fuzzCheck(opened == 1 && stream.phase == .live, "the head opened the stream \(opened) times")
+        let emitted = pieces.flatMap(\.bytes)
+        let body = payload.starts(with: LeadingBOM.bytes) ? Array(payload.dropFirst(3)) : payload
+        let upstreamEvents = WHATWGEventParser.parse(body)
+        let clientEvents = WHATWGEventParser.parse(emitted)
+        if !settings.ids {
+            try fuzzCheck(body.starts(with: emitted), "the pieces are not the upstream's bytes: \(fuzzHex(emitted))")
+            try fuzzCheck(clientEvents == upstreamEvents,
+                          "events differ: \(clientEvents.prefix(3)) vs \(upstreamEvents.prefix(3))")
+        } else {
+            try fuzzCheck(clientEvents.map(\.data) == upstreamEvents.map(\.data), "ids changed the events' data")
+            if !stream.upstreamSentIDs {
+                try fuzzCheck(clientEvents.allSatisfy { !$0.lastEventId.isEmpty }, "an event without the proxy's id")
+            }
+        }
+        try fuzzCheck(emitted.starts(with: stream.preamble), "the preamble is not where the stream starts")
+        // A client joining before any piece that starts at a boundary gets whole events only:
+        // the events the others get from there on.
+        var before: [UInt8] = []
+        for (k, piece) in pieces.enumerated().prefix(48) {
+            defer { before += piece.bytes }
+            guard piece.atBoundary else { continue }
+            // As the machine writes it to a client whose first bytes these are (see `sharedPiece`).
+            let first = pieces[k].bytes.starts(with: LeadingBOM.bytes) ? [UInt8(0x0A)] : []
+            let joiner = WHATWGEventParser.parse(first + Array(pieces[k...].flatMap(\.bytes)))
+            let seen = WHATWGEventParser.parse(before).count
+            let expected = Array(clientEvents.dropFirst(seen))
+            try fuzzCheck(joiner.map(\.data) == expected.map(\.data) && joiner.map(\.type) == expected.map(\.type),
+                          "a client joining before piece \(k) gets \(joiner.prefix(2)), the others \(expected.prefix(2))")
+        }
+        // Replay after a kept id: the events after (its latest occurrence), in order: a suffix of the stream's events.
+        if settings.replay != nil, holdLimit > 64, let id = clientEvents.dropLast().last(where: { !$0.lastEventId.isEmpty })?.lastEventId {
+            let opening = stream.opening(lastEventID: id, now: 0)
+            try fuzzCheck(opening.bytes.starts(with: stream.preamble), "a replay that does not start with the preamble")
+            let replayed = WHATWGEventParser.parse(Array(opening.bytes.dropFirst(stream.preamble.count))).map(\.data)
+            try fuzzCheck(replayed.count <= 4 && clientEvents.map(\.data).suffix(replayed.count) == replayed[...],
+                          "replay after \(id) gave \(replayed.prefix(2)), not the latest events")
+        }
+    }
+}
