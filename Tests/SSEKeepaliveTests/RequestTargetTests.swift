@@ -159,6 +159,15 @@ final class RequestTargetTests: XCTestCase {
         }
     }
 
+    /// normalisePath returns a normal path as it is (its shortcut) and still rewrites the rest.
+    func testNormalPathsComeBackUnchanged() throws {
+        for path in ["/", "/a", "/a/", "/a/b", "/.a/..b/...", "/a.", "/a..", "/~_-", "/a;b", "/first"] {
+            XCTAssertEqual(try RequestTarget.normalisePath(Array(path.utf8)[...]), path)
+        }
+        XCTAssertEqual(try RequestTarget.normalisePath(Array("/a//b/./c/%7E".utf8)[...]), "/a/b/c/~")
+        XCTAssertThrowsError(try RequestTarget.normalisePath(Array("/a\\b".utf8)[...]))
+    }
+
     func testAsteriskFormOnlyForOptions() throws {
         let t = try target("*", method: "OPTIONS")
         XCTAssertEqual(t.path, "*")

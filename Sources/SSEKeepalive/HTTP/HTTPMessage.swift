@@ -56,9 +56,33 @@ public struct HTTPHeaders: Equatable, Sendable, Sequence {
     /// Comma-separated list elements of every `name` field, trimmed and lowercased
     /// (for `Connection`, `Transfer-Encoding`, `Accept`, ...).
     public func tokens(_ name: String) -> [String] {
-        values(name).flatMap { value in
-            value.split(separator: ",").map { $0.trimmingOWS().lowercasedASCII() }
-        }.filter { !$0.isEmpty }
+        var out: [String] = []
+        _ = containsToken(name) { element in
+            out.append(element.lowercasedASCII())
+            return false
+        }
+        return out
+    }
+
+    /// Whether a list element of a `name` field (trimmed, non-empty, as received)
+    /// satisfies `predicate`. Allocates nothing: this runs for every exchange.
+    public func containsToken(_ name: String, where predicate: (Substring) -> Bool) -> Bool {
+        for field in fields where field.name.asciiCaseInsensitiveEquals(name) {
+            var rest = Substring(field.value)
+            while true {
+                let comma = rest.utf8.firstIndex(of: UInt8(ascii: ",")) ?? rest.endIndex
+                let element = rest[..<comma].trimmingOWS()
+                if !element.isEmpty && predicate(element) { return true }
+                guard comma < rest.endIndex else { break }
+                rest = rest[rest.utf8.index(after: comma)...]
+            }
+        }
+        return false
+    }
+
+    /// Whether `token` (compared case-insensitively) is a list element of a `name` field.
+    public func containsToken(_ name: String, _ token: String) -> Bool {
+        containsToken(name) { $0.asciiCaseInsensitiveEquals(token) }
     }
 
     public mutating func add(_ name: String, _ value: String) {
@@ -66,11 +90,19 @@ public struct HTTPHeaders: Equatable, Sendable, Sequence {
     }
 
     public mutating func remove(_ name: String) {
-        fields.removeAll { $0.name.asciiCaseInsensitiveEquals(name) }
+        removeAll { $0.name.asciiCaseInsensitiveEquals(name) }
     }
 
     public mutating func removeAll(where predicate: (Field) -> Bool) {
-        fields.removeAll(where: predicate)
+        // Nothing is written (so a shared copy is not copied) until a field goes;
+        // `predicate` sees every field once, in order.
+        guard let first = fields.firstIndex(where: predicate) else { return }
+        var kept = first
+        for index in (first + 1)..<fields.count where !predicate(fields[index]) {
+            fields[kept] = fields[index]
+            kept += 1
+        }
+        fields.removeSubrange(kept...)
     }
 
     /// Replaces every `name` field by one with `value`.
@@ -102,10 +134,16 @@ public struct RequestHead: Equatable, Sendable {
 
     /// Serialised head, CRLF line ends, ending with the blank line.
     public func serialized() -> [UInt8] {
-        var out = "\(method) \(target) \(version)\r\n"
-        for field in headers { out += "\(field.name): \(field.value)\r\n" }
-        out += "\r\n"
-        return Array(out.utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(method.utf8.count + target.utf8.count + 16 + headers.serializedCount)
+        out.append(contentsOf: method.utf8)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: target.utf8)
+        out.append(UInt8(ascii: " "))
+        version.append(to: &out)
+        out.append(contentsOf: [13, 10])
+        headers.append(to: &out)
+        return out
     }
 }
 
@@ -123,10 +161,44 @@ public struct ResponseHead: Equatable, Sendable {
     }
 
     public func serialized() -> [UInt8] {
-        var out = "\(version) \(status) \(reason)\r\n"
-        for field in headers { out += "\(field.name): \(field.value)\r\n" }
-        out += "\r\n"
-        return Array(out.utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(reason.utf8.count + 32 + headers.serializedCount)
+        version.append(to: &out)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: String(status).utf8)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: reason.utf8)
+        out.append(contentsOf: [13, 10])
+        headers.append(to: &out)
+        return out
+    }
+}
+
+// Heads are serialised into one exactly reserved array (one allocation per head).
+extension HTTPVersion {
+    func append(to out: inout [UInt8]) {
+        out.append(contentsOf: "HTTP/".utf8)
+        out.append(contentsOf: String(major).utf8)
+        out.append(UInt8(ascii: "."))
+        out.append(contentsOf: String(minor).utf8)
+    }
+}
+
+extension HTTPHeaders {
+    /// Bytes of the fields as serialised, with the blank line.
+    var serializedCount: Int {
+        fields.reduce(2) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+    }
+
+    /// "Name: value" lines and the blank line.
+    func append(to out: inout [UInt8]) {
+        for field in fields {
+            out.append(contentsOf: field.name.utf8)
+            out.append(contentsOf: [UInt8(ascii: ":"), UInt8(ascii: " ")])
+            out.append(contentsOf: field.value.utf8)
+            out.append(contentsOf: [13, 10])
+        }
+        out.append(contentsOf: [13, 10])
     }
 }
 
@@ -140,7 +212,17 @@ extension StringProtocol {
     }
 
     public func lowercasedASCII() -> String {
-        String(decoding: utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
+        // One allocation at most (none up to 15 bytes), no intermediate array.
+        let bytes = utf8
+        guard bytes.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return String(self) }
+        return String(unsafeUninitializedCapacity: bytes.count) { buffer in
+            var n = 0
+            for b in bytes {
+                buffer[n] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
+                n += 1
+            }
+            return n
+        }
     }
 
     /// Trims optional whitespace (SP / HTAB) at both ends.

@@ -74,7 +74,11 @@ public struct RequestTarget: Equatable, Sendable {
     /// Whether `path` is already what `normalisePath` gives (a quick, conservative
     /// check: a path with any `%` is left to `normalisePath`).
     public static func isNormalPath<S: StringProtocol>(_ path: S) -> Bool {
-        var bytes = path.utf8.makeIterator()
+        isNormalPath(bytes: path.utf8)
+    }
+
+    static func isNormalPath<C: Sequence<UInt8>>(bytes path: C) -> Bool {
+        var bytes = path.makeIterator()
         guard bytes.next() == UInt8(ascii: "/") else { return false }
         var length = 0, dots = 0 // of the current segment
         func isDotSegment() -> Bool { length > 0 && length <= 2 && dots == length }
@@ -102,6 +106,8 @@ public struct RequestTarget: Equatable, Sendable {
     /// The normalised form of an absolute path (which must start with `/`).
     public static func normalisePath(_ raw: ArraySlice<UInt8>) throws(RequestTargetError) -> String {
         guard raw.first == UInt8(ascii: "/") else { throw .notAbsolutePath }
+        // Most paths are already normal: no segment arrays to build.
+        if isNormalPath(bytes: raw) { return String(decoding: raw, as: UTF8.self) }
         // Segments after decoding unreserved escapes; dot segments resolved as they close.
         var segments: [[UInt8]] = []
         var segment: [UInt8] = []

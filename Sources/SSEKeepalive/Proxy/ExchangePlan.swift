@@ -79,15 +79,14 @@ public struct RequestPlan: Equatable, Sendable {
     }
 
     static func upgradeRequested(_ request: RequestHead) -> String? {
-        guard request.version == .http11, request.headers.tokens("Connection").contains("upgrade"),
+        guard request.version == .http11, request.headers.containsToken("Connection", "upgrade"),
               let protocols = request.headers["Upgrade"], !protocols.isEmpty else { return nil }
         return protocols
     }
 
     static func wantsKeepAlive(_ request: RequestHead) -> Bool {
-        let connection = request.headers.tokens("Connection")
-        if request.version == .http10 { return connection.contains("keep-alive") }
-        return !connection.contains("close")
+        if request.version == .http10 { return request.headers.containsToken("Connection", "keep-alive") }
+        return !request.headers.containsToken("Connection", "close")
     }
 }
 
@@ -168,8 +167,7 @@ public struct ResponsePlan: Equatable, Sendable {
     }
 
     static func persists(_ response: ResponseHead) -> Bool {
-        let connection = response.headers.tokens("Connection")
-        if response.version == .http10 { return connection.contains("keep-alive") }
-        return !connection.contains("close")
+        if response.version == .http10 { return response.headers.containsToken("Connection", "keep-alive") }
+        return !response.headers.containsToken("Connection", "close")
     }
 }

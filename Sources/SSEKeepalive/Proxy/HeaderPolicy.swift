@@ -13,16 +13,25 @@ public enum HeaderPolicy {
 
     /// Removes hop-by-hop fields and every field named in `Connection`.
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        let named = Set(headers.tokens("Connection")).subtracting(notConnectionOptions)
+        // Compared in place (no lowercased copies): this runs twice per exchange.
+        let named = headers.contains("Connection")
+            ? headers.tokens("Connection").filter { !notConnectionOptions.contains($0) } : []
         headers.removeAll { field in
-            let name = field.name.lowercasedASCII()
-            return hopByHop.contains(name) || named.contains(name)
+            hopByHopNames.contains { field.name.asciiCaseInsensitiveEquals($0) }
+                || named.contains { field.name.asciiCaseInsensitiveEquals($0) }
         }
     }
 
+    private static let hopByHopNames = Array(hopByHop)
+
     /// Whether the client asked for an event stream (`Accept` lists text/event-stream).
     public static func acceptsEventStream(_ headers: HTTPHeaders) -> Bool {
-        headers.tokens("Accept").contains { $0.split(separator: ";").first?.trimmingOWS() == "text/event-stream" }
+        headers.containsToken("Accept") { element in
+            // The media type: what precedes the first parameter.
+            var media = element.drop { $0 == ";" }
+            media = media[..<(media.utf8.firstIndex(of: UInt8(ascii: ";")) ?? media.endIndex)]
+            return media.trimmingOWS().asciiCaseInsensitiveEquals("text/event-stream")
+        }
     }
 
     /// Whether a Content-Type names text/event-stream (parameters ignored).
@@ -34,7 +43,7 @@ public enum HeaderPolicy {
 
     /// Whether a response's payload is content-coded (anything but identity).
     public static func isContentEncoded(_ headers: HTTPHeaders) -> Bool {
-        headers.tokens("Content-Encoding").contains { $0 != "identity" }
+        headers.containsToken("Content-Encoding") { !$0.asciiCaseInsensitiveEquals("identity") }
     }
 
     /// The head sent upstream for a client request. `target` is the rewritten
@@ -99,7 +108,7 @@ public enum HeaderPolicy {
             headers.remove("X-Accel-Buffering")
             // No cache may keep it and no hop may transform (compress, buffer) it;
             // an upstream's stricter no-store stays.
-            let noStore = headers.tokens("Cache-Control").contains("no-store")
+            let noStore = headers.containsToken("Cache-Control", "no-store")
             headers.set("Cache-Control", noStore ? "no-cache, no-store, no-transform" : "no-cache, no-transform")
             headers.add("X-Accel-Buffering", "no")
             if !plan.isEventStream && plan.clientVersion == .http11 {

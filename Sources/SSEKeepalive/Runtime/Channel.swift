@@ -41,8 +41,15 @@ final class Channel {
     /// The peer's EOF was read: closing now sends no FIN of ours that it still waits for.
     private(set) var peerClosed = false
 
-    /// Largest single read; what a read takes is sized by FIONREAD, so chains fit the data.
+    /// Largest single read; a large read is sized by FIONREAD, so chains fit the data.
     static let maxRead = 256 * 1024
+    /// A read that is not sized by FIONREAD takes at most this much: it fits
+    /// evbuffer's smallest chain (1 KiB with its header), so a small read (a
+    /// request, a head, an event) costs one system call and no more memory
+    /// than an exactly sized one.
+    static let smallRead = 960
+    /// The last read filled `smallRead`: more is likely waiting, size the next by FIONREAD.
+    private var readsLarge = false
 
     private init?(fd: Int32, base: OpaquePointer, delegate: ChannelDelegate) {
         guard let inputBuffer = evbuffer_new() else { return nil }
@@ -188,23 +195,48 @@ final class Channel {
     }
 
     private func readOnce() {
+        let size = readsLarge ? availableToRead() : Self.smallRead
+        let n = readIntoInput(size)
+        guard n > 0 else { return readEnded(n) }
+        var more = 1
+        if !readsLarge && n == size {
+            // A small read came back full: read the rest now, sized, so it goes out in one write.
+            readsLarge = true
+            more = readIntoInput(availableToRead())
+        } else {
+            readsLarge = n >= Self.smallRead
+        }
+        delegate.channelReadable(self)
+        if more <= 0 && !isClosed && reading { readEnded(more) }
+    }
+
+    /// What FIONREAD says is waiting (at least `smallRead`, at most `maxRead`).
+    private func availableToRead() -> Int {
         var available: Int32 = 0
-        if ioctl(fd, UInt(FIONREAD), &available) != 0 || available <= 0 { available = 4096 }
-        let size = min(Int(available), Self.maxRead)
+        guard ioctl(fd, UInt(FIONREAD), &available) == 0 else { return Self.smallRead }
+        return min(max(Int(available), Self.smallRead), Self.maxRead)
+    }
+
+    /// One read(2) into `input`: bytes read, 0 at EOF, -errno on failure.
+    private func readIntoInput(_ size: Int) -> Int {
         var extent = iovec()
-        guard evbuffer_reserve_space(input.raw, size, &extent, 1) == 1 else { return fail(ENOMEM) }
+        guard evbuffer_reserve_space(input.raw, size, &extent, 1) == 1 else { return -Int(ENOMEM) }
         let n = read(fd, extent.iov_base, size)
-        if n > 0 {
-            extent.iov_len = n
-            evbuffer_commit_space(input.raw, &extent, 1)
-            delegate.channelReadable(self)
-        } else if n == 0 {
+        guard n > 0 else { return n == 0 ? 0 : -Int(sse_errno()) }
+        extent.iov_len = n
+        evbuffer_commit_space(input.raw, &extent, 1)
+        return n
+    }
+
+    /// A read that returned `result` <= 0: EOF, a failure, or nothing yet.
+    private func readEnded(_ result: Int) {
+        if result == 0 {
             reading = false
             peerClosed = true
             updateInterest()
             delegate.channelClosed(self, error: 0)
         } else {
-            let code = sse_errno()
+            let code = Int32(-result)
             if code != EAGAIN && code != EINTR { fail(code) }
         }
     }
