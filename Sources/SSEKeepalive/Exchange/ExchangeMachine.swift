@@ -166,11 +166,11 @@ public struct ExchangeMachine {
         }
         // The route is picked on the normalised path (the one sent upstream); a target
         // that cannot be normalised is refused by the plan below.
-        let target = try? RequestTarget(request.target, method: request.method, host: request.headers["Host"])
-        let route = table.route(for: target.map { Substring($0.path) } ?? request.path)
+        let target = RequestTarget.parse(request)
+        let route = table.route(for: (try? target.get()).map { Substring($0.path) } ?? request.path)
         let plan: RequestPlan
         do {
-            plan = try RequestPlan.make(request, route: route.config)
+            plan = try RequestPlan.make(request, route: route.config, target: target)
         } catch {
             refuse(error, io)
             return
