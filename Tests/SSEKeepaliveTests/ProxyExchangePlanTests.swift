@@ -453,3 +453,18 @@ final class ResponseHygieneTests: XCTestCase {
         XCTAssertFalse(plain.headers.contains("X-Accel-Buffering"))
     }
 }
+
+final class RequestPlanGivenTargetTests: XCTestCase {
+    /// The machine parses the target once (for routing) and hands it to the plan: same plan, same refusals.
+    func testAPlanGivenTheParsedTargetIsThePlanThatParsesIt() throws {
+        let route = try ConfigLoader.parse(yaml: "routes:\n  - path: /\n", file: "t.yaml").routes[0]
+        for target in ["/a/./b?x=1", "http://a/p", "/%7Eu", "/a b", "/../x", "*"] {
+            let request = RequestHead(method: "GET", target: target, version: .http11, headers: HTTPHeaders([("Host", "a")]))
+            let own = Result { () throws(HTTPParseError) in try RequestPlan.make(request, route: route) }
+            let given = Result { () throws(HTTPParseError) in
+                try RequestPlan.make(request, route: route, target: RequestTarget.parse(request))
+            }
+            XCTAssertEqual(own, given, target)
+        }
+    }
+}

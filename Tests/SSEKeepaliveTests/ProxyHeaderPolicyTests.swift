@@ -385,10 +385,13 @@ final class ProxyHeaderPolicyTests: XCTestCase {
 
     func testIsEventStream() {
         let yes = ["text/event-stream", "Text/Event-Stream; charset=utf-8", "TEXT/EVENT-STREAM",
-                   "text/event-stream;charset=utf-8", " text/event-stream ", "text/event-stream\t; x=y"]
+                   "text/event-stream;charset=utf-8", " text/event-stream ", "text/event-stream\t; x=y",
+                   // An empty first piece is skipped (what splitting on ";" gives).
+                   ";text/event-stream"]
         for value in yes { XCTAssertTrue(HeaderPolicy.isEventStream(contentType: value), value) }
         let no: [String?] = [nil, "", "text/event-streamx", "text/event-stream-x", "text/plain", "text/event",
-                             "application/event-stream", "text/html; type=text/event-stream", "event-stream"]
+                             "application/event-stream", "text/html; type=text/event-stream", "event-stream",
+                             ";;text/event-stream", ";"]
         for value in no { XCTAssertFalse(HeaderPolicy.isEventStream(contentType: value), String(describing: value)) }
     }
 

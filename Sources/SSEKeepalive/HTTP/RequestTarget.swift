@@ -64,6 +64,13 @@ public struct RequestTarget: Equatable, Sendable {
         }
     }
 
+    /// The target of `request`, checked against its `Host`.
+    public static func parse(_ request: RequestHead) -> Result<RequestTarget, RequestTargetError> {
+        Result { () throws(RequestTargetError) in
+            try RequestTarget(request.target, method: request.method, host: request.headers["Host"])
+        }
+    }
+
     /// The path routing uses for a raw path or whole target (no `Host` check),
     /// nil when the target would be refused. Idempotent: a normalised path
     /// comes back as it is.

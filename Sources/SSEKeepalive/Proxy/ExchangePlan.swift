@@ -30,24 +30,27 @@ public struct RequestPlan: Equatable, Sendable {
     }
 
     /// The plan for a request on `route`: its token and header settings.
-    public static func make(_ request: RequestHead, route: RouteConfig) throws(HTTPParseError) -> RequestPlan {
-        try make(request, token: route.token, allowUnderscoreHeaders: route.headers.allowUnderscores)
+    /// `target`: the request's target as the caller already parsed it (parsed here when nil).
+    public static func make(
+        _ request: RequestHead, route: RouteConfig, target: Result<RequestTarget, RequestTargetError>? = nil
+    ) throws(HTTPParseError) -> RequestPlan {
+        try make(request, token: route.token, allowUnderscoreHeaders: route.headers.allowUnderscores, target: target)
     }
 
     /// `token`: the route's query-token settings, if it has them (docs/behaviour.md, "Query token").
     /// `allowUnderscoreHeaders`: forward field names containing `_` (dropped by
     /// default: CGI-style servers read `X_Foo` and `X-Foo` as the same variable).
     public static func make(
-        _ request: RequestHead, token: TokenSettings? = nil, allowUnderscoreHeaders: Bool = false
+        _ request: RequestHead, token: TokenSettings? = nil, allowUnderscoreHeaders: Bool = false,
+        target parsed: Result<RequestTarget, RequestTargetError>? = nil
     ) throws(HTTPParseError) -> RequestPlan {
         if refusedMethods.contains(request.method) {
             throw .malformed("\(request.method) is not supported by this proxy")
         }
         let target: RequestTarget
-        do {
-            target = try RequestTarget(request.target, method: request.method, host: request.headers["Host"])
-        } catch {
-            throw .malformed(error.description)
+        switch parsed ?? RequestTarget.parse(request) {
+        case .success(let parsedTarget): target = parsedTarget
+        case .failure(let error): throw .malformed(error.description)
         }
         let framing = try BodyFraming.request(request)
         let upgrade = upgradeRequested(request)

@@ -37,8 +37,12 @@ public enum HeaderPolicy {
     /// Whether a Content-Type names text/event-stream (parameters ignored).
     public static func isEventStream(contentType: String?) -> Bool {
         guard let contentType else { return false }
-        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingOWS() } ?? ""
-        return mediaType.asciiCaseInsensitiveEquals("text/event-stream")
+        // What precedes the first ";" (or, when that is empty, all that follows it); no copies.
+        let semicolon = contentType.utf8.firstIndex(of: UInt8(ascii: ";"))
+        let mediaType = semicolon == contentType.startIndex
+            ? contentType[contentType.utf8.index(after: contentType.startIndex)...]
+            : contentType[..<(semicolon ?? contentType.endIndex)]
+        return mediaType.trimmingOWS().asciiCaseInsensitiveEquals("text/event-stream")
     }
 
     /// Whether a response's payload is content-coded (anything but identity).

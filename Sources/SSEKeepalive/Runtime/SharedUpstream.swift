@@ -142,7 +142,7 @@ final class SharedUpstream {
 
     fileprivate func lingerOver() {
         guard !hasClients, !isFinished else { return }
-        logger.debug("shared stream of route \(key.route) closed: no client for \(key.settings.linger)")
+        logger.debug("shared stream of route \(key.route) closed: its last client left \(worker.draining ? "during the drain" : "\(key.settings.linger) ago")")
         io { machine in machine.abandon(self) }
     }
 

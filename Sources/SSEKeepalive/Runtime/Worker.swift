@@ -52,12 +52,12 @@ final class Worker: @unchecked Sendable {
     /// The shared streams this worker owns.
     private var sharedStreams: [ShareKey: SharedUpstream] = [:]
     private var sharedStreamCount = 0
-    private var sharedTableCache: (source: ObjectIdentifier, table: RouteTable)?
+    private var sharedTableCache: (source: RouteTable, table: RouteTable)?
 
     /// The settings of the proxy's own exchanges with shared upstreams, made once per (re)load.
     private var sharedUpstreamTable: RouteTable {
-        let source = ObjectIdentifier(settings.table)
-        if let cached = sharedTableCache, cached.source == source { return cached.table }
+        let source = settings.table
+        if let cached = sharedTableCache, cached.source === source { return cached.table }
         let table = SharedUpstreamTable.make(from: settings.table)
         sharedTableCache = (source, table)
         return table
@@ -138,6 +138,7 @@ final class Worker: @unchecked Sendable {
             for case .snapshot(let reply) in queued { reply.deliver(snapshot(), from: index) }
             queued.removeAll()
         }
+        shareOwners = []
         onStop(index)
     }
 
