@@ -151,14 +151,7 @@ final class Connection {
     private func dropUpstream(pool address: SocketAddressSpec?) {
         guard let upstream else { return }
         self.upstream = nil
-        if let address {
-            worker.upstreamPool.give(upstream, to: address)
-        } else {
-            // Dropped before the upstream closed its side (the client left mid-stream,
-            // a timeout, shutdown): reset it, as HAProxy does, instead of leaving a
-            // TIME_WAIT socket and a FIN exchange per stream.
-            upstream.close(abortive: !upstream.peerClosed)
-        }
+        worker.releaseUpstream(upstream, pool: address)
     }
 
     private static func setNoDelay(_ fd: Int32) {
@@ -207,18 +200,9 @@ extension Connection: ExchangeIO {
     func diagnosticEnded() { worker.diagnosticEnded() }
 
     func openUpstream(_ spec: SocketAddressSpec, pooled: Bool) -> UpstreamOpening {
-        if pooled, let channel = worker.upstreamPool.take(spec) {
-            channel.delegate = self
-            upstream = channel
-            return .pooled
-        }
-        // An exchange that started before a reload may name an upstream the new settings dropped.
-        guard let address = worker.settings.address(of: spec) ?? (try? ResolvedAddress(spec)),
-              let channel = Channel.connect(to: address, base: worker.base, delegate: self) else {
-            return .failed(errno: sse_errno())
-        }
+        let (channel, opening) = worker.openUpstream(spec, pooled: pooled, for: self)
         upstream = channel
-        return .connecting
+        return opening
     }
 
     func perform(_ action: ExchangeAction) {
@@ -250,12 +234,7 @@ extension Connection: ExchangeIO {
         case .upstreamConnectTimedOut:
             if let upstream { worker.upstreamConnectTimedOut(upstream) }
         case .armTimer(let span, let common):
-            if common {
-                event_add(timer, worker.commonTimeout(span))
-            } else {
-                var once = timeval(tv_sec: span.milliseconds / 1000, tv_usec: (span.milliseconds % 1000) * 1000)
-                event_add(timer, &once)
-            }
+            worker.arm(timer, span, common: common)
         case .disarmTimer:
             event_del(timer)
         case .log(let level, let event):

@@ -211,7 +211,7 @@ final class SharedUpstream {
     private func dropUpstream(pool address: SocketAddressSpec?) {
         guard let upstream else { return }
         self.upstream = nil
-        if let address { worker.upstreamPool.give(upstream, to: address) } else { upstream.close() }
+        worker.releaseUpstream(upstream, pool: address)
     }
 }
 
@@ -254,17 +254,9 @@ extension SharedUpstream: ExchangeIO {
     func random(below n: Int) -> Int { Int.random(in: 0..<n) }
 
     func openUpstream(_ spec: SocketAddressSpec, pooled: Bool) -> UpstreamOpening {
-        if pooled, let channel = worker.upstreamPool.take(spec) {
-            channel.delegate = self
-            upstream = channel
-            return .pooled
-        }
-        guard let address = worker.settings.address(of: spec) ?? (try? ResolvedAddress(spec)),
-              let channel = Channel.connect(to: address, base: worker.base, delegate: self) else {
-            return .failed(errno: sse_errno())
-        }
+        let (channel, opening) = worker.openUpstream(spec, pooled: pooled, for: self)
         upstream = channel
-        return .connecting
+        return opening
     }
 
     func perform(_ action: ExchangeAction) {
@@ -293,12 +285,7 @@ extension SharedUpstream: ExchangeIO {
         case .upstreamConnectTimedOut:
             if let upstream { worker.upstreamConnectTimedOut(upstream) }
         case .armTimer(let span, let common):
-            if common {
-                event_add(timer, worker.commonTimeout(span))
-            } else {
-                var once = timeval(tv_sec: span.milliseconds / 1000, tv_usec: (span.milliseconds % 1000) * 1000)
-                event_add(timer, &once)
-            }
+            worker.arm(timer, span, common: common)
         case .disarmTimer:
             event_del(timer)
         case .log(let level, let event):
