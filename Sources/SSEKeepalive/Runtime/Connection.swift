@@ -168,32 +168,12 @@ final class Connection {
 
 // MARK: What the machine sees and does
 
-extension Connection: ExchangeIO {
-    func inputCount(_ side: Side) -> Int { channel(side).input.count }
+extension Connection: EvBufferExchangeIO {
+    func input(_ side: Side) -> EvBuffer { channel(side).input }
 
-    func withInputPrefix<R>(_ side: Side, limit: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        channel(side).input.pullup(limit, body)
-    }
-
-    func withFirstInputExtent<R>(_ side: Side, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        channel(side).input.firstExtent(body)
-    }
-
-    func inputTail(_ side: Side, endingAt end: Int) -> InputTail {
-        var tail = InputTail()
-        tail.count = channel(side).input.copyTail(endingAt: end, into: &tail.bytes)
-        return tail
-    }
-
-    func outputCount(_ side: Side) -> Int { channel(side).output.count }
+    func output(_ side: Side) -> EvBuffer { channel(side).output }
 
     func clientPendingBytes() -> Int { client.pendingBytes }
-
-    func now() -> Int { MonotonicClock.milliseconds() }
-
-    func describe(errno code: Int32) -> String { SocketErrors.describe(code) }
-
-    func random(below n: Int) -> Int { Int.random(in: 0..<n) }
 
     func diagnosticAdmit() -> DiagnosticLimiter.Decision { worker.diagnosticAdmit(now: now()) }
 
