@@ -1117,18 +1117,9 @@ public struct ExchangeMachine {
 
     private mutating func respondWithError(status: Int, message: String, ending: ExchangeEnding, _ io: some ExchangeIO) {
         switch state {
-        case .exchanging(let exchange):
+        case .exchanging(let exchange), .sharing(let exchange, _):
             if case .streaming = exchange.response {
                 // The head is already out: all we can do is cut the stream.
-                abort(ending, io)
-                return
-            }
-            let page = ErrorPage.response(status: status, message: message)
-            exchange.status = Int32(status)
-            send(page, exchange, io)
-            endExchange(ending, io)
-        case .sharing(let exchange, _):
-            if case .streaming = exchange.response {
                 abort(ending, io)
                 return
             }
