@@ -183,9 +183,9 @@ def test_without_share_the_app_serves_one_client_at_a_time(legacy_app, start_pro
         with Fanout(shared.addr, target, 1) as second:
             assert second.wait(lambda c: len(c.events()) >= 3, 5), second.clients[0].raw
             assert app.accepted() == 3, app.state()
-            first.pump(time.monotonic() + 0.3)
-            a = [e.data for e in first.clients[0].events()]
             b = [e.data for e in second.clients[0].events()]
+            assert first.wait(lambda c: b[-1] in [e.data for e in c.events()], 5)
+            a = [e.data for e in first.clients[0].events()]
             i = a.index(b[0])
             assert a[i:i + len(b)] == b, (a, b)
 
@@ -270,8 +270,9 @@ def test_late_joiner_gets_head_preamble_then_whole_events(upstream, start_proxy,
             assert early.wait(lambda c: ev(1) in c.payload(), 5), early.clients[0].raw
             time.sleep(0.3)  # the partial event reaches the proxy
             late = early.add("/feed", 1)[0]
-            early.pump(time.monotonic() + 0.8)
-            assert late.head is not None, late.raw
+            # The upstream is held mid-stream: nothing but the preamble can come, however long we wait.
+            assert early.wait(lambda c: c.payload().startswith(PREAMBLE), 5, [late]), late.raw
+            early.pump(time.monotonic() + 0.4)
             assert_sse_head(late)
             assert late.payload() == PREAMBLE, f"before the next event, only the preamble: {late.payload()!r}"
             release.set()
@@ -309,7 +310,9 @@ def test_replay_known_last_event_id_then_live_unknown_id_live_only(upstream, sta
             resumed = fan.add("/feed", 1, [("Last-Event-ID", "2")])[0]
             unknown = fan.add("/feed", 1, [("Last-Event-ID", "nope")])[0]
             fresh = fan.add("/feed", 1)[0]
-            fan.pump(time.monotonic() + 0.8)
+            assert fan.wait(lambda c: c.payload().startswith(PREAMBLE), 5, [resumed, unknown, fresh])
+            assert fan.wait(lambda c: c.payload() == PREAMBLE + evs([3, 4]), 5, [resumed]), resumed.payload()
+            fan.pump(time.monotonic() + 0.4)  # the upstream is held: nothing more may come
             assert resumed.payload() == PREAMBLE + evs([3, 4]), resumed.payload()
             assert unknown.payload() == PREAMBLE and fresh.payload() == PREAMBLE, (unknown.payload(), fresh.payload())
             # Two ids were unknown ("zzz" of the first joiner, "nope"): a debug line each.
