@@ -232,6 +232,24 @@ def test_share_key_credentials_and_key_headers(upstream, start_proxy):
             f.close()
 
 
+def test_a_moved_query_token_keys_the_stream_as_its_header(upstream, start_proxy):
+    upstream.route("/feed", ticking())
+    proxy = start_proxy(config(upstream.config_addr, [{"path": "/feed", "token": {}, "share": True}]))
+    fans = []
+    try:
+        for target in ("/feed?token=a&x=1", "/feed?token=b&x=1", "/feed?token=a&x=1"):
+            f = Fanout(proxy.addr, target, 1)
+            fans.append(f)
+            assert f.wait(lambda c: len(c.events()) >= 1, 5), f.clients[0].raw
+        seen = upstream.requests_for("/feed")
+        assert len(seen) == 2, [r.raw_head for r in seen]  # a, b; the second "a" joined the first
+        assert sorted(r.get("Authorization") for r in seen) == ["Bearer a", "Bearer b"]
+        assert all(r.target == "/feed?x=1" for r in seen), [r.target for r in seen]
+    finally:
+        for f in fans:
+            f.close()
+
+
 def test_other_methods_and_http10_on_a_shared_route(upstream, start_proxy):
     upstream.route("/feed", ticking())
     upstream.route("/feed/post", up.echo)
@@ -599,6 +617,15 @@ def run_until_sigterm(proxy, upstream):
     assert proxy.proc.wait(6) == 0
     assert wait_until(lambda: proxy.log_text().count("end=shutdown") >= 6, 3), proxy.log_text()[-2000:]
     assert wait_until(lambda: upstream.connections[0].closed_by_peer, 3), "upstream not closed"
+
+
+def test_a_non_stream_answer_larger_than_the_stream_buffer_is_a_502(upstream, start_proxy):
+    upstream.route("/feed", [up.sleep(0.5)] + up.response(404, [("Content-Type", "text/html")], b"x" * (200 * 1024)))
+    proxy = start_proxy(config(upstream.config_addr, [{"path": "/feed", "share": True}], limits={"stream_buffer": "64KiB"}))
+    with Fanout(proxy.addr, "/feed", 2) as fan:
+        assert fan.wait(lambda c: c.eof_at is not None, 6), [c.raw[:200] for c in fan.clients]
+        assert [c.status for c in fan.clients] == [502, 502], [c.head for c in fan.clients]
+    assert len(upstream.requests_for("/feed")) == 1
 
 
 # --- metrics, heartbeats ---------------------------------------------------------
