@@ -10,8 +10,9 @@
 enum FuzzSharedStream {
     static let head = Array("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n".utf8)
 
-    /// Input: flags byte (bit 0 `share.ids`, bit 1 a 64-byte hold limit, bit 2 replay of 4 events),
-    /// seed byte (read sizes), then the upstream's payload.
+    /// Input: flags byte (bit 0 `share.ids`, bit 1 a 64-byte hold limit, bit 2 replay of 4 events,
+    /// bit 3 a 256-byte stream buffer for the client), seed byte (read sizes, join point, client
+    /// behaviour), then the upstream's payload.
     static func check(_ input: [UInt8]) throws(FuzzPropertyFailure) {
         guard input.count >= 2 else { return }
         let flags = input[0]
@@ -64,6 +65,7 @@ enum FuzzSharedStream {
             try fuzzCheck(joiner.map(\.data) == expected.map(\.data) && joiner.map(\.type) == expected.map(\.type),
                           "a client joining before piece \(k) gets \(joiner.prefix(2)), the others \(expected.prefix(2))")
         }
+        try checkClient(stream, pieces, flags: flags, &rng)
         // Replay after a kept id: the events after (its latest occurrence), in order: a suffix of the stream's events.
         if settings.replay != nil, holdLimit > 64, let id = clientEvents.dropLast().last(where: { !$0.lastEventId.isEmpty })?.lastEventId {
             let opening = stream.opening(lastEventID: id, now: 0)
@@ -71,6 +73,67 @@ enum FuzzSharedStream {
             let replayed = WHATWGEventParser.parse(Array(opening.bytes.dropFirst(stream.preamble.count))).map(\.data)
             try fuzzCheck(replayed.count <= 4 && clientEvents.map(\.data).suffix(replayed.count) == replayed[...],
                           "replay after \(id) gave \(replayed.prefix(2)), not the latest events")
+        }
+    }
+
+    /// One client on the shared route through the real `ExchangeMachine`: it joins before a random
+    /// piece, reads or stalls, its clock fires, the process may drain, and the stream ends. Its
+    /// wire is one valid response whose body is the opening and the pieces from its join on (a
+    /// prefix when the proxy ended it early), and it leaves the stream exactly once.
+    static func checkClient(_ stream: SharedStream, _ pieces: [SharedStream.Piece], flags: UInt8,
+                            _ rng: inout FuzzRNG) throws(FuzzPropertyFailure) {
+        guard let head = stream.head else { return }
+        var config = Config()
+        config.heartbeat.onOpen = false
+        if flags & 8 != 0 { config.streamBuffer = 256 }
+        var route = RouteConfig(path: "/feed", heartbeat: config.heartbeat)
+        route.share = stream.settings
+        config.routes = [route]
+        let h = ExchangeHarness(config: config)
+        h.start()
+        h.clientSends("GET /feed HTTP/1.1\r\nHost: a\r\n\r\n")
+        try fuzzCheck(h.sharedJoins.count == 1, "a GET on a shared route did not join")
+        let join = pieces.isEmpty ? 0 : rng.below(pieces.count + 1)
+        let opening = stream.opening(lastEventID: nil, now: 0).bytes
+        let midEvent = join > 0 && !pieces[join...].isEmpty && !pieces[join].atBoundary
+        h.sharedStreamOpened(head: head, opening: opening, midEvent: midEvent)
+        var expected = opening
+        var skipping = midEvent
+        for piece in pieces[join...] {
+            if skipping && !piece.atBoundary { continue }
+            skipping = false
+            if expected.isEmpty && piece.bytes.starts(with: LeadingBOM.bytes) { expected.append(0x0A) }
+            expected += piece.bytes
+        }
+        for piece in pieces[join...] where !h.closed {
+            switch rng.below(8) {
+            case 0: h.clientWindow = 0
+            case 1: h.clientReads()
+            case 2: _ = h.fireTimer()
+            case 3 where rng.below(8) == 0: h.drain()
+            default: break
+            }
+            h.sharedPiece(piece)
+            try fuzzCheck(h.violation == nil, "runtime violation: \(h.violation ?? "")")
+        }
+        h.clientReads()
+        h.sharedStreamEnded()
+        try fuzzCheck(h.violation == nil, "runtime violation: \(h.violation ?? "")")
+        try fuzzCheck(h.sharedLeaves == 1, "left the stream \(h.sharedLeaves) times")
+        try fuzzCheck(h.closed, "the stream ended but the connection stays")
+        let responses: [ClientResponse]
+        do {
+            responses = try ClientWireReader.read(h.clientWire, tags: h.clientWireTags, methods: ["GET"])
+        } catch {
+            throw FuzzPropertyFailure(description: "the client's wire does not parse: \(error)")
+        }
+        try fuzzCheck(responses.count == 1, "\(responses.count) responses on one shared stream")
+        let body = responses[0].body
+        let ending = h.accessLog.last?.ending
+        if ending == .complete {
+            try fuzzCheck(responses[0].complete && body == expected, "the body is not the opening and the pieces: \(fuzzHex(body))")
+        } else {
+            try fuzzCheck(expected.starts(with: body), "an early end (\(String(describing: ending))) that is not a prefix: \(fuzzHex(body))")
         }
     }
 }

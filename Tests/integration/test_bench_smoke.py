@@ -69,3 +69,14 @@ def test_bench_smoke_writes_all_figures(tmp_path):
     # The table goes to stdout too.
     assert "memory per idle stream" in run.stdout
     assert "sse churn streams/s" in run.stdout
+
+    # One stream, many clients: one upstream connection with `share`, one per client without.
+    shared = results["shared"]["runs"]
+    n = results["meta"]["params"]["shared_streams"]
+    assert set(shared) == {"sse-keepalive shared", "sse-keepalive"}
+    assert shared["sse-keepalive shared"]["upstream_connections"] == 1
+    assert shared["sse-keepalive shared"]["upstream_requests"] == 1
+    assert shared["sse-keepalive"]["upstream_connections"] == n
+    for r in shared.values():
+        assert r["clients"] == n and r["failed"] == 0 and r["delivered_gib"] > 0 and r["cpu_s_per_gib"] is not None
+    assert "shared stream:" in run.stdout

@@ -12,6 +12,10 @@ import Glibc
 ///                           round-robin over all rate streams, each carrying
 ///                           `data: t=<CLOCK_MONOTONIC ns>`
 ///   GET .../ping            200, Content-Length 2 ("ok"), keep-alive
+///   GET .../bcast           the broadcast ticker: `--bcast-rate` events/s to EVERY
+///                           bcast stream (the same events, each `data: t=<ns>`),
+///                           as one app that serves each viewer its own copy
+///   GET .../bcast-stats     JSON: bcast streams open now and in total, events, drops
 ///   GET .../first           head and one event (`data: t=<ns>`) in one write, then
 ///                           nothing (the stream-churn scenario's stream)
 ///
@@ -27,6 +31,7 @@ final class Backend: @unchecked Sendable {
         var floodSize = 1024
         var chunked = true
         var maxSeconds = 3600.0
+        var bcastRate = 1000.0
     }
 
     let options: Options
@@ -39,6 +44,12 @@ final class Backend: @unchecked Sendable {
     private var tickerStart: UInt64 = 0
     private var emitted: UInt64 = 0
     private var roundRobin = 0
+    /// Streams on the broadcast ticker (swap-remove on close).
+    private var bcastStreams: [BackendConn] = []
+    private var bcastTicker: OpaquePointer?
+    private var bcastStart: UInt64 = 0
+    private var bcastEmitted: UInt64 = 0
+    private var bcastStats = (streams: 0, events: UInt64(0), dropped: UInt64(0))
     private var floodBuffers: [Int: UnsafeMutableRawBufferPointer] = [:]
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     let eventScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
@@ -68,6 +79,8 @@ final class Backend: @unchecked Sendable {
         var tick = timeval(tv_sec: 0, tv_usec: 1000)
         ticker = event_new(base, -1, Int16(EV_PERSIST), backendTick, context)
         event_add(ticker, &tick)
+        bcastTicker = event_new(base, -1, Int16(EV_PERSIST), backendBcastTick, context)
+        event_add(bcastTicker, &tick)
         // Bounded: the backend stops by itself after --max-seconds.
         var limit = timeval(tv_sec: Int(options.maxSeconds), tv_usec: 0)
         event_base_loopexit(base, &limit)
@@ -87,6 +100,9 @@ final class Backend: @unchecked Sendable {
         j.add("rate_streams", stats.rate)
         j.add("rate_events", stats.rateEvents)
         j.add("rate_dropped", stats.rateDropped)
+        j.add("bcast_streams", bcastStats.streams)
+        j.add("bcast_events", bcastStats.events)
+        j.add("bcast_dropped", bcastStats.dropped)
         emit(j.text)
         exit(0)
     }
@@ -107,6 +123,13 @@ final class Backend: @unchecked Sendable {
             if last !== conn {
                 rateStreams[i] = last
                 last.rateIndex = i
+            }
+        }
+        if conn.kind == .bcast, let i = conn.bcastIndex {
+            let last = bcastStreams.removeLast()
+            if last !== conn {
+                bcastStreams[i] = last
+                last.bcastIndex = i
             }
         }
         conn.free()
@@ -147,6 +170,15 @@ final class Backend: @unchecked Sendable {
             conn.send(streamHead)
             conn.rateIndex = rateStreams.count
             rateStreams.append(conn)
+        case "bcast-stats":
+            let body = "{\"bcast_open\":\(bcastStreams.count),\"bcast_streams\":\(bcastStats.streams),\"bcast_events\":\(bcastStats.events),\"bcast_dropped\":\(bcastStats.dropped)}"
+            conn.send(Array("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8))
+        case "bcast":
+            bcastStats.streams += 1
+            conn.kind = .bcast
+            conn.send(streamHead)
+            conn.bcastIndex = bcastStreams.count
+            bcastStreams.append(conn)
         default:
             conn.send(Array("HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nnot found\n".utf8))
         }
@@ -257,9 +289,55 @@ final class Backend: @unchecked Sendable {
     }
 }
 
+// MARK: Broadcast ticker
+
+extension Backend {
+    /// Every millisecond: the events due by `--bcast-rate`, as one write of
+    /// one chunk, to every bcast stream (a stream with over 1 MiB queued skips it).
+    fileprivate func bcastTick() {
+        let now = Net.monotonicNanos()
+        if bcastStart == 0 || bcastStreams.isEmpty {
+            bcastStart = now
+            bcastEmitted = 0
+            return
+        }
+        let due = UInt64(Double(now - bcastStart) * options.bcastRate / 1e9)
+        var todo = due > bcastEmitted ? due - bcastEmitted : 0
+        let cap = UInt64(max(1, options.bcastRate / 10))   // after a stall, at most 100 ms worth
+        if todo > cap {
+            bcastEmitted = due - cap
+            todo = cap
+        }
+        guard todo > 0 else { return }
+        bcastEmitted += todo
+        bcastStats.events &+= todo
+        let size = max(options.eventSize, 32)
+        var events: [UInt8] = []
+        events.reserveCapacity(Int(todo) * size)
+        let stamp = Array("data: t=\(now) ".utf8)
+        for _ in 0..<todo {
+            let start = events.count
+            events.append(contentsOf: stamp)
+            while events.count - start < size - 2 { events.append(UInt8(ascii: "x")) }
+            events.append(contentsOf: [10, 10])
+        }
+        var out: [UInt8] = []
+        if options.chunked { out = Array(String(events.count, radix: 16).utf8) + [13, 10] + events + [13, 10] } else { out = events }
+        out.withUnsafeBytes { bytes in
+            var i = 0
+            // A write error closes a stream (and shrinks the list) inside this loop.
+            while i < bcastStreams.count {
+                let conn = bcastStreams[i]
+                if !conn.send(bytes, dropIfBacklogged: true) { bcastStats.dropped &+= 1 }
+                if i < bcastStreams.count, bcastStreams[i] === conn { i += 1 }
+            }
+        }
+    }
+}
+
 /// One accepted connection of the backend.
 final class BackendConn {
-    enum Kind { case request, idle, flood, rate }
+    enum Kind { case request, idle, flood, rate, bcast }
 
     unowned let backend: Backend
     let fd: Int32
@@ -273,6 +351,7 @@ final class BackendConn {
     var flood: UnsafeMutableRawBufferPointer?
     private var floodOffset = 0
     var rateIndex: Int?
+    var bcastIndex: Int?
     private var closed = false
 
     init(backend: Backend, fd: Int32) {
@@ -389,6 +468,10 @@ private func backendAccept(_ listener: OpaquePointer?, _ fd: Int32, _ sa: Unsafe
 
 private func backendTick(_ fd: Int32, _ events: Int16, _ ctx: UnsafeMutableRawPointer?) {
     Unmanaged<Backend>.fromOpaque(ctx!).takeUnretainedValue().tick()
+}
+
+private func backendBcastTick(_ fd: Int32, _ events: Int16, _ ctx: UnsafeMutableRawPointer?) {
+    Unmanaged<Backend>.fromOpaque(ctx!).takeUnretainedValue().bcastTick()
 }
 
 private func backendSignal(_ fd: Int32, _ events: Int16, _ ctx: UnsafeMutableRawPointer?) {

@@ -8,7 +8,7 @@ import Glibc
 let usage = """
 usage:
   sse-bench backend --port P [--host 127.0.0.1] [--rate EVENTS_PER_S] [--event-size BYTES]
-                    [--flood-size BYTES] [--framing chunked|close] [--max-seconds S]
+                    [--flood-size BYTES] [--framing chunked|close] [--max-seconds S] [--bcast-rate EVENTS_PER_S]
   sse-bench client --target HOST:PORT [--path /idle] [--streams N] [--duration S] [--warmup S]
                    [--sources 127.0.0.2-127.0.0.50] [--connect-concurrency N] [--connect-timeout S]
                    [--label TEXT]
@@ -18,7 +18,7 @@ usage:
 --first-event (with --churn): each connection asks for an event stream
 (Accept: text/event-stream) and closes at its first event (the backend's .../first).
 
-The backend serves GET .../idle, .../flood?size=N, .../rate and .../ping.
+The backend serves GET .../idle, .../flood?size=N, .../rate, .../bcast, .../first and .../ping.
 The client prints {"phase":"open",...} once its streams are open, then one JSON
 line of results after --duration seconds.
 """
@@ -75,6 +75,7 @@ case "backend":
     o.eventSize = parsed.take("event-size", o.eventSize)
     o.floodSize = parsed.take("flood-size", o.floodSize)
     o.maxSeconds = parsed.take("max-seconds", o.maxSeconds)
+    o.bcastRate = parsed.take("bcast-rate", o.bcastRate)
     let framing: String = parsed.take("framing", "chunked")
     guard framing == "chunked" || framing == "close" else { fail("--framing is chunked or close") }
     o.chunked = framing == "chunked"

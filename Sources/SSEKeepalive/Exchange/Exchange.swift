@@ -123,11 +123,6 @@ struct ResponseStream {
     var endReason: ExchangeEnding?
     /// `endAt` has come; the stream waits for an event boundary.
     var endPassed = false
-    /// A shared-stream client that joined during an event too large to hold: it
-    /// gets nothing until a piece that starts at an event boundary.
-    var skipsToBoundary = false
-    /// A shared-stream client got bytes after its head (a piece starting with a BOM then cannot lead).
-    var sharedBodyStarted = false
 
     init(plan: ResponsePlan, lastWriteAt: Int) {
         self.chunked = plan.clientFraming == .chunked

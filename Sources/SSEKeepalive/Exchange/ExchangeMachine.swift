@@ -20,10 +20,18 @@ public struct ExchangeMachine {
         indirect case answering(Exchange, DiagnosticRun)
         /// A client of a shared stream (`share` routes): the runtime delivers the
         /// stream's head and whole events; there is no upstream of its own.
-        case sharing(Exchange)
+        case sharing(Exchange, SharedProgress)
         /// Flushing the last bytes to the client, then closing.
         case closing
         case closed
+    }
+
+    /// What a shared-stream client needs beyond its exchange (kept in the state, so unshared streams do not pay for it).
+    public struct SharedProgress: Equatable, Sendable {
+        /// Joined during an event too large to hold: nothing goes out until a piece that starts at an event boundary.
+        public var skipsToBoundary = false
+        /// Bytes went out after the head (a piece starting with a BOM then cannot lead).
+        public var bodyStarted = false
     }
 
     /// Which halves of a tunnel have seen EOF.
@@ -180,7 +188,7 @@ public struct ExchangeMachine {
         }
         if let share = route.config.share, !draining, SharedJoin.qualifies(request, plan: plan) {
             exchange.request = .complete
-            state = .sharing(exchange)
+            state = .sharing(exchange, SharedProgress())
             disarm(io)
             io.perform(.joinSharedStream(SharedJoin(key: ShareKey(route: route, upstreamHead: plan.upstreamHead, settings: share),
                                                     request: request)))
@@ -707,7 +715,7 @@ public struct ExchangeMachine {
     /// gets it, then `opening` (preamble and replayed events), then whole events.
     public mutating func sharedStreamOpened(head: ResponseHead, opening: [UInt8], replayed: Int, unknownID: Bool,
                                             preambleSetsRetry: Bool, _ io: some ExchangeIO) {
-        guard case .sharing(let exchange) = state, case .awaitingHead = exchange.response else { return }
+        guard case .sharing(let exchange, var progress) = state, case .awaitingHead = exchange.response else { return }
         let plan: ResponsePlan
         do {
             // Heartbeats come from the shared stream's clock, not from one per client.
@@ -742,7 +750,8 @@ public struct ExchangeMachine {
             exchange.heartbeats += 1
             io.perform(.count(.heartbeat(route: exchange.routeName)))
         }
-        stream.sharedBodyStarted = wrote
+        progress.bodyStarted = wrote
+        state = .sharing(exchange, progress)
         let now = io.now()
         if let limit = route.maxStreamDuration {
             stream.scheduleEnd(at: now + limit.drawn { io.random(below: $0) }.milliseconds, reason: .maxDuration)
@@ -757,11 +766,11 @@ public struct ExchangeMachine {
     /// A client that cannot take it within `limits.stream_buffer` is dropped:
     /// what it has queued ends at an event boundary, and nobody waits for it.
     public mutating func sharedPiece(_ piece: SharedStream.Piece, _ io: some ExchangeIO) {
-        guard case .sharing(let exchange) = state, case .streaming(var stream) = exchange.response else { return }
-        if stream.skipsToBoundary {
+        guard case .sharing(let exchange, var progress) = state, case .streaming(let stream) = exchange.response else { return }
+        if progress.skipsToBoundary {
             guard piece.atBoundary else { return }
-            stream.skipsToBoundary = false
-            exchange.response = .streaming(stream)
+            progress.skipsToBoundary = false
+            state = .sharing(exchange, progress)
         }
         // Behind means more than `limits.stream_buffer` still queued from earlier pieces: the
         // piece itself may be large (one read of the upstream, or one event larger than the buffer).
@@ -775,9 +784,9 @@ public struct ExchangeMachine {
             close(io)
             return
         }
-        if !stream.sharedBodyStarted {
-            stream.sharedBodyStarted = true
-            exchange.response = .streaming(stream)
+        if !progress.bodyStarted {
+            progress.bodyStarted = true
+            state = .sharing(exchange, progress)
             // The others read a BOM here as part of a field name; as this client's first bytes it would be
             // dropped by its parser. An empty line first (which dispatches nothing) keeps it as they read it.
             if piece.bytes.starts(with: LeadingBOM.bytes) { writePayload([0x0A], stream, exchange, io) }
@@ -792,14 +801,14 @@ public struct ExchangeMachine {
 
     /// The shared stream joined mid-way through an event too large to hold: skip to the next boundary.
     public mutating func sharedJoinedMidEvent(_ io: some ExchangeIO) {
-        guard case .sharing(let exchange) = state, case .streaming(var stream) = exchange.response else { return }
-        stream.skipsToBoundary = true
-        exchange.response = .streaming(stream)
+        guard case .sharing(let exchange, var progress) = state, case .streaming = exchange.response else { return }
+        progress.skipsToBoundary = true
+        state = .sharing(exchange, progress)
     }
 
     /// The upstream stream ended: this client's stream ends at the same event.
     public mutating func sharedStreamEnded(_ io: some ExchangeIO) {
-        guard case .sharing(let exchange) = state else { return }
+        guard case .sharing(let exchange, _) = state else { return }
         guard case .streaming(let stream) = exchange.response else {
             respondWithError(status: 502, message: "upstream \(exchange.startRoute.upstream) closed the connection without a response",
                              ending: .upstreamClosed, io)
@@ -814,7 +823,7 @@ public struct ExchangeMachine {
     /// redirect): every waiting client gets that response as it is, or a 502
     /// (nil) when it was too large to hold.
     public mutating func sharedStreamAnswered(_ response: [UInt8]?, _ io: some ExchangeIO) {
-        guard case .sharing(let exchange) = state, case .awaitingHead = exchange.response else { return }
+        guard case .sharing(let exchange, _) = state, case .awaitingHead = exchange.response else { return }
         guard let response else {
             respondWithError(status: 502, message: "upstream \(exchange.startRoute.upstream) sent a response too large to share",
                              ending: .error, io)
@@ -905,7 +914,7 @@ public struct ExchangeMachine {
         switch state {
         case .awaitingRequest:
             if io.inputCount(.client) == 0 { close(io) }
-        case .exchanging(let exchange), .sharing(let exchange):
+        case .exchanging(let exchange), .sharing(let exchange, _):
             guard case .streaming(var stream) = exchange.response, stream.opened, stream.tracksEvents else { return }
             stream.scheduleEnd(at: io.now() + io.random(below: config.shutdownGrace.milliseconds + 1), reason: .shutdown)
             exchange.response = .streaming(stream)
@@ -918,7 +927,7 @@ public struct ExchangeMachine {
     /// The shutdown grace is over: event streams end cleanly, anything else is cut.
     public mutating func shutdownGraceOver(_ io: some ExchangeIO) {
         switch state {
-        case .exchanging(let exchange), .sharing(let exchange):
+        case .exchanging(let exchange), .sharing(let exchange, _):
             guard case .streaming(let stream) = exchange.response, stream.isEventStream else {
                 abort(.error, io)
                 return
@@ -1025,7 +1034,7 @@ public struct ExchangeMachine {
             sendHeartbeat(exchange, io)
         case .streamEnd:
             switch state {
-            case .exchanging(let exchange), .sharing(let exchange): streamEndTime(exchange, io)
+            case .exchanging(let exchange), .sharing(let exchange, _): streamEndTime(exchange, io)
             default: preconditionFailure("stream end clock without an exchange")
             }
 
@@ -1079,7 +1088,7 @@ public struct ExchangeMachine {
         case .answering(let current, _):
             exchange = current
             io.diagnosticEnded()
-        case .sharing(let current):
+        case .sharing(let current, _):
             exchange = current
             io.perform(.leaveSharedStream)
             if case .streaming = current.response { io.perform(.count(.sharedClients(route: current.routeName, delta: -1))) }
@@ -1108,18 +1117,9 @@ public struct ExchangeMachine {
 
     private mutating func respondWithError(status: Int, message: String, ending: ExchangeEnding, _ io: some ExchangeIO) {
         switch state {
-        case .exchanging(let exchange):
+        case .exchanging(let exchange), .sharing(let exchange, _):
             if case .streaming = exchange.response {
                 // The head is already out: all we can do is cut the stream.
-                abort(ending, io)
-                return
-            }
-            let page = ErrorPage.response(status: status, message: message)
-            exchange.status = Int32(status)
-            send(page, exchange, io)
-            endExchange(ending, io)
-        case .sharing(let exchange):
-            if case .streaming = exchange.response {
                 abort(ending, io)
                 return
             }

@@ -152,14 +152,7 @@ final class Connection {
     private func dropUpstream(pool address: SocketAddressSpec?) {
         guard let upstream else { return }
         self.upstream = nil
-        if let address {
-            worker.upstreamPool.give(upstream, to: address)
-        } else {
-            // Dropped before the upstream closed its side (the client left mid-stream,
-            // a timeout, shutdown): reset it, as HAProxy does, instead of leaving a
-            // TIME_WAIT socket and a FIN exchange per stream.
-            upstream.close(abortive: !upstream.peerClosed)
-        }
+        worker.releaseUpstream(upstream, pool: address)
     }
 
     private static func setNoDelay(_ fd: Int32) {
@@ -176,50 +169,21 @@ final class Connection {
 
 // MARK: What the machine sees and does
 
-extension Connection: ExchangeIO {
-    func inputCount(_ side: Side) -> Int { channel(side).input.count }
+extension Connection: EvBufferExchangeIO {
+    func input(_ side: Side) -> EvBuffer { channel(side).input }
 
-    func withInputPrefix<R>(_ side: Side, limit: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        channel(side).input.pullup(limit, body)
-    }
-
-    func withFirstInputExtent<R>(_ side: Side, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        channel(side).input.firstExtent(body)
-    }
-
-    func inputTail(_ side: Side, endingAt end: Int) -> InputTail {
-        var tail = InputTail()
-        tail.count = channel(side).input.copyTail(endingAt: end, into: &tail.bytes)
-        return tail
-    }
-
-    func outputCount(_ side: Side) -> Int { channel(side).output.count }
+    func output(_ side: Side) -> EvBuffer { channel(side).output }
 
     func clientPendingBytes() -> Int { client.pendingBytes }
-
-    func now() -> Int { MonotonicClock.milliseconds() }
-
-    func describe(errno code: Int32) -> String { SocketErrors.describe(code) }
-
-    func random(below n: Int) -> Int { Int.random(in: 0..<n) }
 
     func diagnosticAdmit() -> DiagnosticLimiter.Decision { worker.diagnosticAdmit(now: now()) }
 
     func diagnosticEnded() { worker.diagnosticEnded() }
 
     func openUpstream(_ spec: SocketAddressSpec, pooled: Bool) -> UpstreamOpening {
-        if pooled, let channel = worker.upstreamPool.take(spec) {
-            channel.delegate = self
-            upstream = channel
-            return .pooled
-        }
-        // An exchange that started before a reload may name an upstream the new settings dropped.
-        guard let address = worker.settings.address(of: spec) ?? (try? ResolvedAddress(spec)),
-              let channel = Channel.connect(to: address, base: worker.base, delegate: self) else {
-            return .failed(errno: sse_errno())
-        }
+        let (channel, opening) = worker.openUpstream(spec, pooled: pooled, for: self)
         upstream = channel
-        return .connecting
+        return opening
     }
 
     func perform(_ action: ExchangeAction) {
@@ -251,12 +215,7 @@ extension Connection: ExchangeIO {
         case .upstreamConnectTimedOut:
             if let upstream { worker.upstreamConnectTimedOut(upstream) }
         case .armTimer(let span, let common):
-            if common {
-                event_add(timer, worker.commonTimeout(span))
-            } else {
-                var once = timeval(tv_sec: span.milliseconds / 1000, tv_usec: (span.milliseconds % 1000) * 1000)
-                event_add(timer, &once)
-            }
+            worker.arm(timer, span, common: common)
         case .disarmTimer:
             event_del(timer)
         case .log(let level, let event):

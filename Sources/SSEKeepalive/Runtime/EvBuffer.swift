@@ -49,3 +49,36 @@ struct EvBuffer {
         _ = evbuffer_remove_buffer(raw, destination.raw, count)
     }
 }
+
+/// `ExchangeIO`'s queries for a runtime whose sides are evbuffers (`Connection`,
+/// `SharedUpstream`): they differ in where the buffers are, not in how they are read.
+protocol EvBufferExchangeIO: ExchangeIO {
+    func input(_ side: Side) -> EvBuffer
+    func output(_ side: Side) -> EvBuffer
+}
+
+extension EvBufferExchangeIO {
+    func inputCount(_ side: Side) -> Int { input(side).count }
+
+    func withInputPrefix<R>(_ side: Side, limit: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        input(side).pullup(limit, body)
+    }
+
+    func withFirstInputExtent<R>(_ side: Side, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        input(side).firstExtent(body)
+    }
+
+    func inputTail(_ side: Side, endingAt end: Int) -> InputTail {
+        var tail = InputTail()
+        tail.count = input(side).copyTail(endingAt: end, into: &tail.bytes)
+        return tail
+    }
+
+    func outputCount(_ side: Side) -> Int { output(side).count }
+
+    func now() -> Int { MonotonicClock.milliseconds() }
+
+    func describe(errno code: Int32) -> String { SocketErrors.describe(code) }
+
+    func random(below n: Int) -> Int { Int.random(in: 0..<n) }
+}

@@ -142,7 +142,7 @@ final class SharedUpstream {
 
     fileprivate func lingerOver() {
         guard !hasClients, !isFinished else { return }
-        logger.debug("shared stream of route \(key.route) closed: no client for \(key.settings.linger)")
+        logger.debug("shared stream of route \(key.route) closed: its last client left \(worker.draining ? "during the drain" : "\(key.settings.linger) ago")")
         io { machine in machine.abandon(self) }
     }
 
@@ -211,75 +211,48 @@ final class SharedUpstream {
     private func dropUpstream(pool address: SocketAddressSpec?) {
         guard let upstream else { return }
         self.upstream = nil
-        if let address { worker.upstreamPool.give(upstream, to: address) } else { upstream.close() }
+        worker.releaseUpstream(upstream, pool: address)
     }
 }
 
 // MARK: What the upstream exchange sees and does
 
-extension SharedUpstream: ExchangeIO {
-    private func buffer(_ side: Side, input: Bool) -> EvBuffer {
-        switch side {
-        case .client: return input ? request : received
-        case .upstream:
-            guard let upstream else { preconditionFailure("shared stream \(key.route): the machine used an upstream it does not have") }
-            return input ? upstream.input : upstream.output
-        }
+extension SharedUpstream: EvBufferExchangeIO {
+    /// The client side is memory: the proxy's request in, what the machine wrote out.
+    func input(_ side: Side) -> EvBuffer {
+        side == .client ? request : upstreamChannel.input
     }
 
-    func inputCount(_ side: Side) -> Int { buffer(side, input: true).count }
-
-    func withInputPrefix<R>(_ side: Side, limit: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        buffer(side, input: true).pullup(limit, body)
+    func output(_ side: Side) -> EvBuffer {
+        side == .client ? received : upstreamChannel.output
     }
 
-    func withFirstInputExtent<R>(_ side: Side, _ body: (UnsafeRawBufferPointer) -> R) -> R {
-        buffer(side, input: true).firstExtent(body)
+    private var upstreamChannel: Channel {
+        guard let upstream else { preconditionFailure("shared stream \(key.route): the machine used an upstream it does not have") }
+        return upstream
     }
-
-    func inputTail(_ side: Side, endingAt end: Int) -> InputTail {
-        var tail = InputTail()
-        tail.count = buffer(side, input: true).copyTail(endingAt: end, into: &tail.bytes)
-        return tail
-    }
-
-    func outputCount(_ side: Side) -> Int { buffer(side, input: false).count }
 
     func clientPendingBytes() -> Int { received.count }
 
-    func now() -> Int { MonotonicClock.milliseconds() }
-
-    func describe(errno code: Int32) -> String { SocketErrors.describe(code) }
-
-    func random(below n: Int) -> Int { Int.random(in: 0..<n) }
-
     func openUpstream(_ spec: SocketAddressSpec, pooled: Bool) -> UpstreamOpening {
-        if pooled, let channel = worker.upstreamPool.take(spec) {
-            channel.delegate = self
-            upstream = channel
-            return .pooled
-        }
-        guard let address = worker.settings.address(of: spec) ?? (try? ResolvedAddress(spec)),
-              let channel = Channel.connect(to: address, base: worker.base, delegate: self) else {
-            return .failed(errno: sse_errno())
-        }
+        let (channel, opening) = worker.openUpstream(spec, pooled: pooled, for: self)
         upstream = channel
-        return .connecting
+        return opening
     }
 
     func perform(_ action: ExchangeAction) {
         switch action {
         case .write(let side, let bytes):
-            buffer(side, input: false).add(bytes)
+            output(side).add(bytes)
             if side == .upstream { worker.metrics.bytesClientToUpstream += bytes.count }
         case .writeChunkHeader(let side, let count):
-            let output = buffer(side, input: false)
+            let output = output(side)
             ChunkedEncoding.withChunkHeader(count) { output.add($0) }
         case .splice(let from, let count):
-            buffer(from, input: true).move(count, to: buffer(from.other, input: false))
+            input(from).move(count, to: output(from.other))
             if from == .client { worker.metrics.bytesClientToUpstream += count }
         case .discard(let side, let count):
-            buffer(side, input: true).drain(count)
+            input(side).drain(count)
         case .setReading(let side, let enabled):
             if side == .upstream { upstream?.setReading(enabled) }
         case .setLowWatermark(let side, let bytes):
@@ -293,12 +266,7 @@ extension SharedUpstream: ExchangeIO {
         case .upstreamConnectTimedOut:
             if let upstream { worker.upstreamConnectTimedOut(upstream) }
         case .armTimer(let span, let common):
-            if common {
-                event_add(timer, worker.commonTimeout(span))
-            } else {
-                var once = timeval(tv_sec: span.milliseconds / 1000, tv_usec: (span.milliseconds % 1000) * 1000)
-                event_add(timer, &once)
-            }
+            worker.arm(timer, span, common: common)
         case .disarmTimer:
             event_del(timer)
         case .log(let level, let event):

@@ -52,12 +52,12 @@ final class Worker: @unchecked Sendable {
     /// The shared streams this worker owns.
     private var sharedStreams: [ShareKey: SharedUpstream] = [:]
     private var sharedStreamCount = 0
-    private var sharedTableCache: (source: ObjectIdentifier, table: RouteTable)?
+    private var sharedTableCache: (source: RouteTable, table: RouteTable)?
 
     /// The settings of the proxy's own exchanges with shared upstreams, made once per (re)load.
     private var sharedUpstreamTable: RouteTable {
-        let source = ObjectIdentifier(settings.table)
-        if let cached = sharedTableCache, cached.source == source { return cached.table }
+        let source = settings.table
+        if let cached = sharedTableCache, cached.source === source { return cached.table }
         let table = SharedUpstreamTable.make(from: settings.table)
         sharedTableCache = (source, table)
         return table
@@ -138,6 +138,7 @@ final class Worker: @unchecked Sendable {
             for case .snapshot(let reply) in queued { reply.deliver(snapshot(), from: index) }
             queued.removeAll()
         }
+        shareOwners = []
         onStop(index)
     }
 
@@ -313,6 +314,44 @@ final class Worker: @unchecked Sendable {
     /// the socket sees.
     func upstreamConnectTimedOut(_ channel: Channel) {
         channel.reportConnectFailure()
+    }
+
+    // MARK: Upstream connections and timers of exchanges (Connection, SharedUpstream)
+
+    /// An idle pooled connection to `spec` when `pooled` allows, else a new connect; reports go to `delegate`.
+    func openUpstream(_ spec: SocketAddressSpec, pooled: Bool, for delegate: ChannelDelegate) -> (Channel?, UpstreamOpening) {
+        if pooled, let channel = upstreamPool.take(spec) {
+            channel.delegate = delegate
+            return (channel, .pooled)
+        }
+        // An exchange that started before a reload may name an upstream the new settings dropped.
+        guard let address = settings.address(of: spec) ?? (try? ResolvedAddress(spec)),
+              let channel = Channel.connect(to: address, base: base, delegate: delegate) else {
+            return (nil, .failed(errno: sse_errno()))
+        }
+        return (channel, .connecting)
+    }
+
+    /// Back to the pool of `address`, or (nil) closed.
+    func releaseUpstream(_ upstream: Channel, pool address: SocketAddressSpec?) {
+        if let address {
+            upstreamPool.give(upstream, to: address)
+        } else {
+            // Dropped before the upstream closed its side (the client left mid-stream,
+            // a timeout, shutdown): reset it, as HAProxy does, instead of leaving a
+            // TIME_WAIT socket and a FIN exchange per stream.
+            upstream.close(abortive: !upstream.peerClosed)
+        }
+    }
+
+    /// Starts an exchange's timer; `common` spans share libevent's O(1) common timeout.
+    func arm(_ timer: OpaquePointer, _ span: TimeSpan, common: Bool) {
+        if common {
+            event_add(timer, commonTimeout(span))
+        } else {
+            var once = timeval(tv_sec: span.milliseconds / 1000, tv_usec: (span.milliseconds % 1000) * 1000)
+            event_add(timer, &once)
+        }
     }
 
     func forget(_ connection: Connection) {

@@ -191,11 +191,25 @@ final class ExchangeHarness: ExchangeIO {
 
     func sharedStreamOpened(head: String, opening: String = "", replayed: Int = 0, unknownID: Bool = false,
                             preambleSetsRetry: Bool = false) {
-        guard !closed, case .complete(let parsed, _) = Array(head.utf8).withUnsafeBytes({
+        guard case .complete(let parsed, _) = Array(head.utf8).withUnsafeBytes({
             HeadParser.parseResponse($0, maxHeaderBytes: 65536)
         }) else { return fail("an unreadable shared head") }
-        machine.sharedStreamOpened(head: parsed, opening: Array(opening.utf8), replayed: replayed, unknownID: unknownID,
+        sharedStreamOpened(head: parsed, opening: Array(opening.utf8), replayed: replayed, unknownID: unknownID,
+                           preambleSetsRetry: preambleSetsRetry)
+    }
+
+    func sharedStreamOpened(head: ResponseHead, opening: [UInt8], replayed: Int = 0, unknownID: Bool = false,
+                            preambleSetsRetry: Bool = false, midEvent: Bool = false) {
+        guard !closed else { return }
+        machine.sharedStreamOpened(head: head, opening: opening, replayed: replayed, unknownID: unknownID,
                                    preambleSetsRetry: preambleSetsRetry, self)
+        if midEvent { machine.sharedJoinedMidEvent(self) }
+        afterEntry()
+    }
+
+    func sharedPiece(_ piece: SharedStream.Piece) {
+        guard !closed else { return }
+        machine.sharedPiece(piece, self)
         afterEntry()
     }
 
