@@ -20,7 +20,8 @@ final class Connection {
     private let timer: OpaquePointer
     private var machine: ExchangeMachine
     /// A join the machine asked for, carried out once its call has returned.
-    private var pendingJoin: SharedJoin?
+    /// Boxed: a `SharedJoin` inline would add its size to every connection (memory per idle stream).
+    private var pendingJoin: Box<SharedJoin>?
     /// The shared stream this client joined or waits for, and its place in the stream's client list.
     private var sharedStream: SharedUpstream?
     var sharedSlot: Int?
@@ -121,7 +122,7 @@ final class Connection {
     /// Writes what this loop turn queued on either side. A flush that empties an
     /// output gets no drain report later, so it is reported here.
     private func flushQueued() {
-        if let join = pendingJoin {
+        if let join = pendingJoin?.value {
             // Outside the machine's call: the join may answer at once, or move this connection to another worker.
             pendingJoin = nil
             worker.joinShared(self, join)
@@ -223,7 +224,7 @@ extension Connection: EvBufferExchangeIO {
         case .count(let metric):
             metric.apply(to: &worker.metrics)
         case .joinSharedStream(let join):
-            pendingJoin = join
+            pendingJoin = Box(join)
         case .leaveSharedStream:
             sharedStream?.leave(self)
             sharedStream = nil
@@ -289,4 +290,10 @@ extension Connection: ChannelDelegate {
 private func timerCallback(_ fd: Int32, _ events: Int16, _ context: UnsafeMutableRawPointer?) {
     let connection = Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue()
     withExtendedLifetime(connection) { connection.timerFiredFromLoop() }
+}
+
+/// A rarely set value kept out of line, so it costs a connection one pointer.
+private final class Box<Value> {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
