@@ -436,11 +436,17 @@ def test_a_stalled_client_among_100_is_dropped_the_others_get_everything(upstrea
             assert wait_until(lambda: metric(admin, "sse_keepalive_shared_clients", "/feed") == 100, 5), scrape(admin).text
             rss_before = rss_kib(proxy.proc.pid)
             g.set()
+            started = time.monotonic()
             assert fan.wait(lambda c: c.complete, 30, readers), \
                 f"{sum(1 for c in readers if not c.complete)} of 99 readers did not get the whole stream"
+            finished = time.monotonic()
             rss_after = rss_kib(proxy.proc.pid)
             log = proxy.log_text()[-3000:]
             assert "t" in done, f"the upstream did not get to send everything: {upstream.errors}\n{log}"
+            # On time, with generous bounds: the upstream paces 5 MiB over ~1.6 s; neither it nor the
+            # readers were held back by the stalled client (which never read during this).
+            assert done["t"] - started < 12, f"the upstream was slowed: {done['t'] - started:.1f} s"
+            assert finished - done["t"] < 8, f"the readers lagged {finished - done['t']:.1f} s behind the upstream"
             for c in readers:  # (heartbeats are 10 s apart here: the body is compared as it is, fast)
                 assert bytes(c.body) == expected, f"a reader missed bytes: {len(c.body)} of {len(expected)}\n{log}"
             m = scrape(admin)

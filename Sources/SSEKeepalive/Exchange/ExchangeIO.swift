@@ -119,7 +119,7 @@ public enum ExchangeAction: Equatable, Sendable {
     case count(ExchangeMetric)
     /// Join the shared stream of the join's key (opening it when there is none); the
     /// runtime answers with `sharedStreamOpened`, then pieces, or `sharedStreamAnswered`.
-    case joinSharedStream(SharedJoin)
+    indirect case joinSharedStream(SharedJoin)
     /// Leave the shared stream joined (or waited for); nothing more is delivered.
     case leaveSharedStream
     /// The access-log line of a finished exchange (the runtime adds the client's address).
