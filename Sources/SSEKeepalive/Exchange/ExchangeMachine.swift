@@ -763,8 +763,8 @@ public struct ExchangeMachine {
     }
 
     /// A piece of the shared stream (whole events, comment lines, heartbeats).
-    /// A client that cannot take it within `limits.stream_buffer` is dropped:
-    /// what it has queued ends at an event boundary, and nobody waits for it.
+    /// A client that is behind is dropped: its stream is ended and closed at
+    /// once (what it had not read is discarded), and nobody waits for it.
     public mutating func sharedPiece(_ piece: SharedStream.Piece, _ io: some ExchangeIO) {
         guard case .sharing(let exchange, var progress) = state, case .streaming(let stream) = exchange.response else { return }
         if progress.skipsToBoundary {
