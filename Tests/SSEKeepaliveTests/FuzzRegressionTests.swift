@@ -8,7 +8,7 @@
 //   sources (Sources/SSEKeepalive/HTTP, EventStream, Proxy, Exchange, the
 //   config model), the in-memory runtime (Support/ExchangeHarness.swift),
 //   the reference SSE parser (Support/WHATWGEventParser.swift) and an entry point
-//   Fuzz/<target>.swift, into one module. Everything outside the
+//   Fuzz/entry.swift, into one module (one binary for every target). Everything outside the
 //   `#if !SSE_FUZZ` blocks therefore uses only the Swift stdlib and the pure
 //   code: no XCTest, no Foundation, no libevent.
 //
@@ -642,7 +642,7 @@ enum FuzzPathNormalise {
 // MARK: - libFuzzer entry support
 
 #if SSE_FUZZ
-/// Called by Fuzz/<target>.swift's LLVMFuzzerTestOneInput.
+/// Called by Fuzz/entry.swift's LLVMFuzzerTestOneInput for the target it was started for.
 func fuzzRun(_ target: FuzzTarget, _ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let input = Array(UnsafeBufferPointer(start: data, count: size))
     do {
