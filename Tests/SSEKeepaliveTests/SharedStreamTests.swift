@@ -355,6 +355,12 @@ final class SharedClientMachineTests: XCTestCase {
         let body = try ClientWireReader.read(h.clientWire, tags: h.clientWireTags, methods: ["GET"]).first?.body ?? []
         XCTAssertEqual(Array(body.prefix(4)), [0x0A, 0xEF, 0xBB, 0xBF], "an empty line first, as the others read it")
         XCTAssertEqual(WHATWGEventParser.parse(body), [], "the BOM is part of a field name for every client")
+        // The same when the stream's preamble starts with one (a second BOM after the upstream's leading one).
+        let late = joined(config())
+        late.sharedStreamOpened(head: Self.upstreamHead, opening: "\u{FEFF}data: x\n\n")
+        let lateBody = try ClientWireReader.read(late.clientWire, tags: late.clientWireTags, methods: ["GET"]).first?.body ?? []
+        XCTAssertEqual(Array(lateBody.prefix(4)), [0x0A, 0xEF, 0xBB, 0xBF])
+        XCTAssertEqual(WHATWGEventParser.parse(lateBody), [])
     }
 
     func testEachClientCountsTheSharedHeartbeats() {

@@ -741,16 +741,17 @@ public struct ExchangeMachine {
             writeOwn(Self.retryHint(retry, io), &stream, exchange, io)
             wrote = true
         }
+        progress.bodyStarted = wrote
         if !opening.isEmpty {
-            writePayload(opening, stream, exchange, io)
+            writeSharedBody(opening, &progress, stream, exchange, io)
             wrote = true
         }
         if !wrote, route.heartbeat.onOpen, let heartbeat = exchange.route.heartbeat {
             writePayload(heartbeat.bytes(.boundary, paddedTo: route.heartbeat.padding), stream, exchange, io)
             exchange.heartbeats += 1
             io.perform(.count(.heartbeat(route: exchange.routeName)))
+            progress.bodyStarted = true
         }
-        progress.bodyStarted = wrote
         state = .sharing(exchange, progress)
         let now = io.now()
         if let limit = route.maxStreamDuration {
@@ -785,18 +786,26 @@ public struct ExchangeMachine {
             return
         }
         if !progress.bodyStarted {
-            progress.bodyStarted = true
+            writeSharedBody(piece.bytes, &progress, stream, exchange, io)
             state = .sharing(exchange, progress)
-            // The others read a BOM here as part of a field name; as this client's first bytes it would be
-            // dropped by its parser. An empty line first (which dispatches nothing) keeps it as they read it.
-            if piece.bytes.starts(with: LeadingBOM.bytes) { writePayload([0x0A], stream, exchange, io) }
+        } else {
+            writePayload(piece.bytes, stream, exchange, io)
         }
-        writePayload(piece.bytes, stream, exchange, io)
         if piece.heartbeats > 0 {
             exchange.heartbeats += Int32(piece.heartbeats)
             for _ in 0..<piece.heartbeats { io.perform(.count(.heartbeat(route: exchange.routeName))) }
         }
         io.perform(.flush(.client))
+    }
+
+    /// Shared-stream bytes for this client. The others read a BOM at the start of
+    /// these bytes as part of a field name; as this client's first body bytes its
+    /// parser would drop it, so an empty line (which dispatches nothing) goes first.
+    private func writeSharedBody(_ bytes: [UInt8], _ progress: inout SharedProgress, _ stream: ResponseStream,
+                                 _ exchange: Exchange, _ io: some ExchangeIO) {
+        if !progress.bodyStarted && bytes.starts(with: LeadingBOM.bytes) { writePayload([0x0A], stream, exchange, io) }
+        progress.bodyStarted = true
+        writePayload(bytes, stream, exchange, io)
     }
 
     /// The shared stream joined mid-way through an event too large to hold: skip to the next boundary.
