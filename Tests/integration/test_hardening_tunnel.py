@@ -36,7 +36,10 @@ def tunnel_handler(c):
     head = c.read_head()
     path = head.split(b" ", 2)[1].decode()
     if path == "/ws/decline":
-        c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\ndeclined")
+        # Connection: close, because this handler serves one request: a keep-alive answer would
+        # put the connection in the proxy's pool, and the next test's request on it would go
+        # unanswered until the response timeout raced this handler's close (a 504 under load).
+        c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\ndeclined")
         c.read_until_eof(3)
         return
     c.send(SWITCH)
